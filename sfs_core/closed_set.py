@@ -1,0 +1,148 @@
+"""Closed-set semantic segmenters from ``transformers``: SegFormer, Mask2Former and OneFormer.
+
+The architecture is chosen from the checkpoint's own ``config.json`` (``model_type``), so swapping
+SegFormer for OneFormer is a one-line YAML change. Every segmenter returns a class-id map at its
+own output resolution, arg-maxed *before* any upsampling (a 150-channel full-resolution tensor
+costs far more than the nearest upsample of its argmax).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from sfs_core.config import ClosedSetConfig, ConfigError
+
+SUPPORTED_TYPES = ("segformer", "mask2former", "oneformer")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ClosedSetResult:
+    """``class_map``: ``(h, w)`` int64 model class ids covering the whole input image (any
+    letterbox padding removed), on the model device. ``vocabulary[i]`` names class ``i``."""
+
+    class_map: torch.Tensor
+    vocabulary: tuple[str, ...]
+
+
+class ClosedSetSegmenter:
+    """One transformers semantic segmenter.
+
+    Input: ``(H, W, 3)`` uint8 RGB. Output: :class:`ClosedSetResult`.
+
+    >>> seg = ClosedSetSegmenter(ClosedSetConfig(model="models/segformer-b0-ade20k"))  # doctest: +SKIP
+    >>> seg(np.zeros((480, 640, 3), np.uint8)).class_map.shape  # doctest: +SKIP
+    torch.Size([128, 128])
+    """
+
+    def __init__(self, config: ClosedSetConfig, device: str = "cpu") -> None:
+        from transformers import AutoConfig
+
+        self.config = config
+        self.device = torch.device(device)
+        param = f"closed_set.{config.name}.model"
+        try:
+            model_config = AutoConfig.from_pretrained(config.model)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(param, f"cannot load a transformers config from '{config.model}': {exc}") from exc
+        self.model_type = model_config.model_type
+        if self.model_type not in SUPPORTED_TYPES:
+            raise ConfigError(param, f"unsupported model type '{self.model_type}' (supported: {', '.join(SUPPORTED_TYPES)})")
+        id2label = model_config.id2label
+        self.vocabulary = tuple(id2label[i] for i in sorted(int(k) for k in id2label))
+        self.model = _load_model(self.model_type, config.model).to(self.device).eval()
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.model = self.model.to(self.dtype)
+        mean, std = _normalisation(config.model)
+        self.mean = torch.tensor(mean, device=self.device, dtype=self.dtype).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, device=self.device, dtype=self.dtype).view(1, 3, 1, 1) * 255
+        self.task_inputs = _oneformer_task_inputs(config.model, model_config, param).to(self.device) if self.model_type == "oneformer" else None
+
+    def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Normalised ``(1, 3, h, w)`` input and the image region ``(h, w)`` inside it.
+
+        SegFormer takes a square ``input_size`` resize (as its image processor does); the
+        query-based models keep the aspect ratio (short side ``input_size``), padded to 32.
+        """
+        size = self.config.input_size
+        h0, w0 = image.shape[:2]
+        if self.model_type == "segformer":
+            new_h = new_w = pad_h = pad_w = size
+        else:
+            scale = size / min(h0, w0)
+            new_h, new_w = max(1, round(h0 * scale)), max(1, round(w0 * scale))
+            pad_h, pad_w = math.ceil(new_h / 32) * 32, math.ceil(new_w / 32) * 32
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None].to(self.dtype)
+        x = (x - self.mean) / self.std
+        if (pad_h, pad_w) != (new_h, new_w):
+            x = torch.nn.functional.pad(x, (0, pad_w - new_w, 0, pad_h - new_h))
+        return x, (new_h, new_w)
+
+    @torch.inference_mode()
+    def __call__(self, image: np.ndarray, timings: dict[str, float] | None = None) -> ClosedSetResult:
+        t0 = time.perf_counter()
+        x, (new_h, new_w) = self.preprocess(image)
+        if self.model_type == "segformer":
+            logits = self.model(pixel_values=x).logits[0]  # (C, h/4, w/4)
+            class_map = logits.argmax(0)
+        else:
+            kwargs = {"task_inputs": self.task_inputs} if self.task_inputs is not None else {}
+            out = self.model(pixel_values=x, **kwargs)
+            classes = out.class_queries_logits[0].float().softmax(-1)[:, :-1]  # (Q, C), drop "no object"
+            masks = out.masks_queries_logits[0].float().sigmoid()  # (Q, h/4, w/4)
+            class_map = torch.einsum("qc,qhw->chw", classes, masks).argmax(0)
+        ph, pw = x.shape[2:]
+        mh, mw = class_map.shape
+        valid_h, valid_w = max(1, round(mh * new_h / ph)), max(1, round(mw * new_w / pw))
+        class_map = class_map[:valid_h, :valid_w]
+        if timings is not None:
+            timings[f"closed_set.{self.config.name}"] = (time.perf_counter() - t0) * 1e3
+        return ClosedSetResult(class_map=class_map, vocabulary=self.vocabulary)
+
+
+def _load_model(model_type: str, source: str):
+    import transformers
+
+    cls = {
+        "segformer": transformers.SegformerForSemanticSegmentation,
+        "mask2former": transformers.Mask2FormerForUniversalSegmentation,
+        "oneformer": transformers.OneFormerForUniversalSegmentation,
+    }[model_type]
+    return cls.from_pretrained(source)
+
+
+def _normalisation(source: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std from the checkpoint's ``preprocessor_config.json`` (ImageNet's if absent)."""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = Path(source) / "preprocessor_config.json"
+        if not path.exists():
+            path = Path(hf_hub_download(source, "preprocessor_config.json"))
+        cfg = json.loads(path.read_text())
+        return tuple(cfg.get("image_mean", IMAGENET_MEAN)), tuple(cfg.get("image_std", IMAGENET_STD))
+    except Exception:  # noqa: BLE001 - no processor file: the ImageNet statistics all three use
+        return IMAGENET_MEAN, IMAGENET_STD
+
+
+def _oneformer_task_inputs(source: str, model_config, param: str) -> torch.Tensor:
+    """Tokens of "the task is semantic", which OneFormer conditions on, computed once."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(param, f"OneFormer needs its tokenizer next to the weights: {exc}") from exc
+    length = getattr(model_config, "task_seq_len", 77)
+    tokens = tokenizer(["the task is semantic"], padding="max_length", max_length=length, truncation=True)
+    return torch.tensor(tokens["input_ids"]) * torch.tensor(tokens["attention_mask"])

@@ -1,0 +1,221 @@
+"""Typed configuration, read from one ROS-parameter YAML by both the node and the CLI.
+
+The YAML has the form ``sfs_node: {ros__parameters: {...}}``; nested keys flatten to the dotted
+parameter names a ROS node sees (``masks.conf``). Closed-set segmenters follow the nav2 plugin
+convention, because ROS parameters cannot hold lists of dicts::
+
+    closed_set:
+      segmenters: [coco, ade20k]
+      coco:   {model: shi-labs/oneformer_coco_swin_large, input_size: 640}
+      ade20k: {model: shi-labs/oneformer_ade20k_swin_large, input_size: 640}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+NODE_NAME = "sfs_node"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class ConfigError(ValueError):
+    """A bad parameter value; ``param`` names the parameter as the user wrote it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"parameter '{param}': {message}")
+        self.param = param
+
+
+@dataclass
+class MaskGeneratorConfig:
+    model: str = "FastSAM-s.pt"
+    imgsz: int = 640
+    conf: float = 0.4
+    iou: float = 0.9
+    max_masks: int = 100
+    retina: bool = False
+
+
+@dataclass
+class ClosedSetConfig:
+    name: str = "ade20k"
+    model: str = "nvidia/segformer-b0-finetuned-ade-512-512"
+    input_size: int = 512
+
+
+@dataclass
+class FusionConfig:
+    min_confidence: float = 0.4
+    fill_uncovered: bool = True
+
+
+@dataclass
+class PipelineConfig:
+    masks: MaskGeneratorConfig = field(default_factory=MaskGeneratorConfig)
+    closed_set: list[ClosedSetConfig] = field(default_factory=lambda: [ClosedSetConfig()])
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    device: str = "cpu"
+    offline: bool = False
+    cache_dir: str = "~/.cache/sfs_ros"
+    threads: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ---- flat ROS-parameter form -------------------------------------------------------------
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], base_dir: str | os.PathLike | None = None) -> "PipelineConfig":
+        """Build from flat dotted parameters; unknown keys are kept in :attr:`extra`.
+
+        Relative model paths resolve against ``base_dir`` (the YAML file's folder).
+        """
+        params = dict(params)
+        cfg = cls()
+        cfg.masks = _take(MaskGeneratorConfig, params, "masks.")
+        names = params.pop("closed_set.segmenters", [c.name for c in cfg.closed_set])
+        if isinstance(names, str):
+            names = [names]
+        cfg.closed_set = []
+        for name in names:
+            seg = _take(ClosedSetConfig, params, f"closed_set.{name}.", skip=("name",))
+            seg.name = name
+            cfg.closed_set.append(seg)
+        cfg.fusion = _take(FusionConfig, params, "fusion.")
+        for f in ("device", "offline", "cache_dir", "threads"):
+            if f in params:
+                setattr(cfg, f, _coerce(f, params.pop(f), type(getattr(cfg, f))))
+        cfg.extra = params
+        if base_dir is not None:
+            cfg.masks.model = resolve_model_path(cfg.masks.model, base_dir)
+            for seg in cfg.closed_set:
+                seg.model = resolve_model_path(seg.model, base_dir)
+        return cfg
+
+    def to_params(self) -> dict[str, Any]:
+        """Flat dotted parameters (the inverse of :meth:`from_params`)."""
+        out: dict[str, Any] = {f"masks.{k}": v for k, v in asdict(self.masks).items()}
+        out["closed_set.segmenters"] = [s.name for s in self.closed_set]
+        for seg in self.closed_set:
+            out.update({f"closed_set.{seg.name}.{k}": v for k, v in asdict(seg).items() if k != "name"})
+        out.update({f"fusion.{k}": v for k, v in asdict(self.fusion).items()})
+        out.update(device=self.device, offline=self.offline, cache_dir=self.cache_dir, threads=self.threads)
+        out.update(self.extra)
+        return out
+
+    def validate(self, check_files: bool = True) -> "PipelineConfig":
+        """Raise :class:`ConfigError` naming the first bad parameter."""
+        m = self.masks
+        if m.imgsz <= 0 or m.imgsz % 32:
+            raise ConfigError("masks.imgsz", f"must be a positive multiple of 32, got {m.imgsz}")
+        for name, value in (("masks.conf", m.conf), ("masks.iou", m.iou), ("fusion.min_confidence", self.fusion.min_confidence)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(name, f"must be in [0, 1], got {value}")
+        if m.max_masks <= 0:
+            raise ConfigError("masks.max_masks", f"must be positive, got {m.max_masks}")
+        if not self.closed_set:
+            raise ConfigError("closed_set.segmenters", "needs at least one segmenter")
+        if len({s.name for s in self.closed_set}) != len(self.closed_set):
+            raise ConfigError("closed_set.segmenters", "names must be unique")
+        for seg in self.closed_set:
+            if seg.input_size <= 0:
+                raise ConfigError(f"closed_set.{seg.name}.input_size", f"must be positive, got {seg.input_size}")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
+            raise ConfigError("device", f"expected cpu, cuda, cuda:N or mps, got '{self.device}'")
+        if self.threads < 0:
+            raise ConfigError("threads", f"must be >= 0 (0 = torch default), got {self.threads}")
+        if check_files:
+            check_model_source("masks.model", m.model, self.offline, hub_ok=is_ultralytics_asset(m.model))
+            for seg in self.closed_set:
+                check_model_source(f"closed_set.{seg.name}.model", seg.model, self.offline, hub_ok=bool(_HUB_ID.match(seg.model)))
+        return self
+
+
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(name, f"expected a boolean, got {value!r}")
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is str and isinstance(value, str):
+        return value
+    raise ConfigError(name, f"expected {kind.__name__}, got {value!r}")
+
+
+def _take(cls: type, params: dict[str, Any], prefix: str, skip: tuple[str, ...] = ()):
+    obj = cls()
+    for f in fields(cls):
+        key = prefix + f.name
+        if f.name not in skip and key in params:
+            setattr(obj, f.name, _coerce(key, params.pop(key), type(getattr(obj, f.name))))
+    return obj
+
+
+def is_ultralytics_asset(model: str) -> bool:
+    """A bare release name such as ``FastSAM-s.pt`` that ultralytics downloads on first use."""
+    return os.sep not in model and not model.startswith(("~", ".")) and model.endswith(".pt")
+
+
+def looks_like_local_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or os.sep in model and not _HUB_ID.match(model)
+
+
+def resolve_model_path(model: str, base_dir: str | os.PathLike) -> str:
+    """Make ``./x`` and ``../x`` relative to ``base_dir``; leave hub ids and absolute paths alone."""
+    if model.startswith(("./", "../")):
+        return str((Path(base_dir) / model).resolve())
+    return os.path.expanduser(model)
+
+
+def check_model_source(param: str, model: str, offline: bool, hub_ok: bool) -> None:
+    path = Path(os.path.expanduser(model))
+    if path.exists():
+        return
+    if looks_like_local_path(model) or not hub_ok:
+        raise ConfigError(param, f"model file or folder not found: {model}")
+    if offline:
+        raise ConfigError(param, f"'{model}' is not a local path and offline is true, so it cannot be downloaded")
+
+
+# ---- YAML ------------------------------------------------------------------------------------
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def load_params(path: str | os.PathLike, node_name: str = NODE_NAME) -> dict[str, Any]:
+    """Flat parameters for ``node_name`` from a ROS 2 params file (``/**`` entries apply too)."""
+    text = Path(path).read_text()
+    tree = yaml.safe_load(text) or {}
+    if not isinstance(tree, dict):
+        raise ConfigError(str(path), "not a ROS parameter file (expected a mapping at the top)")
+    params: dict[str, Any] = {}
+    for key in ("/**", node_name, f"/{node_name}"):
+        section = tree.get(key)
+        if isinstance(section, dict) and "ros__parameters" in section:
+            params.update(flatten(section["ros__parameters"] or {}))
+    if not params and tree:
+        raise ConfigError(str(path), f"has no '{node_name}: ros__parameters:' section")
+    return params
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+    """Config from a params file (or defaults), with optional flat overrides."""
+    params = load_params(path) if path else {}
+    params.update(overrides or {})
+    base_dir = Path(path).resolve().parent if path else Path.cwd()
+    return PipelineConfig.from_params(params, base_dir=base_dir)

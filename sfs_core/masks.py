@@ -1,0 +1,148 @@
+"""Class-agnostic masks from FastSAM (a YOLOv8-seg model) through ``ultralytics.FastSAM``.
+
+We run the network ourselves and post-process its raw outputs (boxes, scores, mask coefficients,
+prototypes) at prototype resolution: ultralytics' ``predict()`` spends most of its time
+upsampling every mask to full resolution, which the semantic map never needs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sfs_core.config import MaskGeneratorConfig
+
+
+@dataclass
+class MaskResult:
+    """Masks of one frame.
+
+    Attributes:
+        masks: ``(N, h, w)`` bool on the model device. At prototype resolution (1/4 of the
+            letterboxed input, padding removed) unless ``retina`` is set, then ``(N, H, W)``.
+        boxes: ``(N, 4)`` float32 xyxy in input-image pixels.
+        scores: ``(N,)`` float32, sorted descending.
+        image_size: ``(H, W)`` of the input image.
+    """
+
+    masks: torch.Tensor
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    image_size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+
+def letterbox_size(height: int, width: int, imgsz: int, stride: int = 32) -> tuple[int, int, int, int]:
+    """Resized ``(h, w)`` keeping aspect with the long side ``imgsz``, and the padded ``(H, W)``
+    rounded up to ``stride`` (rectangular inference, padding at the bottom and right)."""
+    scale = imgsz / max(height, width)
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    return new_h, new_w, math.ceil(new_h / stride) * stride, math.ceil(new_w / stride) * stride
+
+
+class MaskGenerator:
+    """FastSAM "segment everything".
+
+    Input: one ``(H, W, 3)`` uint8 RGB image. Output: :class:`MaskResult`.
+
+    >>> gen = MaskGenerator(MaskGeneratorConfig(model="models/FastSAM-s.pt"))  # doctest: +SKIP
+    >>> result = gen(np.zeros((480, 640, 3), np.uint8))  # doctest: +SKIP
+    >>> result.masks.shape  # doctest: +SKIP
+    torch.Size([N, 120, 160])
+    """
+
+    def __init__(self, config: MaskGeneratorConfig, device: str = "cpu") -> None:
+        from ultralytics import FastSAM
+
+        self.config = config
+        self.device = torch.device(device)
+        wrapper = FastSAM(config.model)
+        self.net = wrapper.model.to(self.device).eval()
+        self.net = self.net.fuse() if hasattr(self.net, "fuse") else self.net
+        self.half = self.device.type == "cuda"
+        if self.half:
+            self.net = self.net.half()
+        else:
+            self.net = self.net.float()
+        self.stride = int(max(getattr(self.net, "stride", torch.tensor([32])).max().item(), 32))
+        self.end2end = bool(getattr(self.net, "end2end", False))
+
+    def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Letterboxed ``(1, 3, Hp, Wp)`` tensor and the resized image size ``(h, w)`` inside it."""
+        h0, w0 = image.shape[:2]
+        new_h, new_w, pad_h, pad_w = letterbox_size(h0, w0, self.config.imgsz, self.stride)
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_h, new_w) != (h0, w0) else image
+        canvas = np.full((pad_h, pad_w, 3), 114, dtype=np.uint8)
+        canvas[:new_h, :new_w] = resized
+        x = torch.from_numpy(canvas).to(self.device).permute(2, 0, 1)[None]
+        x = x.half() if self.half else x.float()
+        return x.div_(255.0), (new_h, new_w)
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor):
+        """Raw network outputs ``(predictions (1, 4+nc+32, A), prototypes (1, 32, Hp/4, Wp/4))``."""
+        out = self.net(x)
+        (preds, protos), _ = out if isinstance(out[0], tuple) else ((out[0], out[1]), None)
+        return preds, protos
+
+    @torch.inference_mode()
+    def postprocess(self, preds: torch.Tensor, protos: torch.Tensor, resized: tuple[int, int], image_size: tuple[int, int]) -> MaskResult:
+        """NMS, top-N, and masks at prototype resolution (or full resolution with ``retina``)."""
+        from ultralytics.utils.nms import non_max_suppression
+
+        cfg = self.config
+        det = non_max_suppression(
+            preds, cfg.conf, cfg.iou, agnostic=True, max_det=cfg.max_masks, nc=1,
+            end2end=self.end2end, max_time_img=10.0,
+        )[0]
+        boxes, scores, coefs = det[:, :4].float(), det[:, 4].float(), det[:, 6:].float()
+        proto = protos[0].float()
+        c, ph, pw = proto.shape
+        xh, xw = ph * 4, pw * 4  # letterboxed input size
+        new_h, new_w = resized
+        h0, w0 = image_size
+        logits = (coefs @ proto.view(c, -1)).view(-1, ph, pw)
+        if cfg.retina:
+            # Full resolution: upsample the letterboxed logits, crop the padding, resize to the image.
+            logits = F.interpolate(logits[None], size=(xh, xw), mode="bilinear", align_corners=False)[0]
+            logits = logits[:, :new_h, :new_w]
+            logits = F.interpolate(logits[None], size=(h0, w0), mode="bilinear", align_corners=False)[0]
+            box_scale = torch.tensor([w0 / new_w, h0 / new_h] * 2, device=boxes.device)
+            grid_boxes = boxes * box_scale
+        else:
+            mh, mw = max(1, math.ceil(new_h / 4)), max(1, math.ceil(new_w / 4))
+            logits = logits[:, :mh, :mw]
+            grid_boxes = boxes / 4.0
+        masks = _crop_to_boxes(logits > 0, grid_boxes)
+        boxes = boxes * torch.tensor([w0 / new_w, h0 / new_h] * 2, device=boxes.device)
+        boxes[:, 0::2].clamp_(0, w0)
+        boxes[:, 1::2].clamp_(0, h0)
+        return MaskResult(masks=masks, boxes=boxes, scores=scores, image_size=(h0, w0))
+
+    def __call__(self, image: np.ndarray, timings: dict[str, float] | None = None) -> MaskResult:
+        t0 = time.perf_counter()
+        x, resized = self.preprocess(image)
+        preds, protos = self.forward(x)
+        t1 = time.perf_counter()
+        result = self.postprocess(preds, protos, resized, image.shape[:2])
+        if timings is not None:
+            timings["masks_forward"] = (t1 - t0) * 1e3
+            timings["masks_post"] = (time.perf_counter() - t1) * 1e3
+        return result
+
+
+def _crop_to_boxes(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Zero each mask outside its xyxy box (separable row and column tests, no per-mask loop)."""
+    _, h, w = masks.shape
+    x1, y1, x2, y2 = boxes[:, :, None].unbind(1)
+    cols = torch.arange(w, device=masks.device, dtype=boxes.dtype)[None, None, :] + 0.5
+    rows = torch.arange(h, device=masks.device, dtype=boxes.dtype)[None, :, None] + 0.5
+    return masks & ((cols >= x1[..., None]) & (cols <= x2[..., None])) & ((rows >= y1[..., None]) & (rows <= y2[..., None]))

@@ -1,0 +1,170 @@
+"""The per-frame Semantic-Fast-SAM path: masks, closed-set labels, fusion, one semantic map."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sfs_core.config import PipelineConfig
+from sfs_core.fusion import Votes, decide_closed_set, label_instances, paint_instances, paint_order, vote
+from sfs_core.labels import LabelSource, LabelTable
+from sfs_core.result import MaskRecord, SemanticResult
+from sfs_core.runtime import configure_runtime
+
+
+def check_image(image: np.ndarray) -> None:
+    """Raise ``ValueError`` unless ``image`` is a non-empty ``(H, W, 3)`` uint8 array."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 numpy image, got {getattr(image, 'dtype', type(image))}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"empty image {image.shape[1]}x{image.shape[0]}")
+
+
+def resize_nearest(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest (pixel-centre aligned) resize of an integer ``(h, w)`` map."""
+    if tuple(labels.shape) == tuple(size):
+        return labels
+    out = F.interpolate(labels[None, None].float(), size=size, mode="nearest-exact")[0, 0]
+    return out.to(labels.dtype)
+
+
+class Pipeline:
+    """FastSAM masks labelled by one or more closed-set segmenters.
+
+    Input: one ``(H, W, 3)`` uint8 **RGB** frame. Output: :class:`SemanticResult` at ``(H, W)``.
+    The node and the CLI both call :meth:`process`; nothing here knows about ROS.
+
+    >>> pipeline = Pipeline(load_config("config/sfs.yaml"))  # doctest: +SKIP
+    >>> result = pipeline.process(rgb)  # doctest: +SKIP
+    >>> result.label_map.dtype, result.masks[0].label  # doctest: +SKIP
+    (dtype('uint16'), 'person')
+    """
+
+    def __init__(self, config: PipelineConfig, label_table: LabelTable | None = None) -> None:
+        config.validate()
+        configure_runtime(config.offline, config.cache_dir, config.threads)
+        from sfs_core.closed_set import ClosedSetSegmenter
+        from sfs_core.masks import MaskGenerator
+
+        self.config = config
+        self.device = torch.device(config.device)
+        self.label_table = label_table or LabelTable()
+        t0 = time.perf_counter()
+        self.mask_generator = MaskGenerator(config.masks, config.device)
+        self.segmenters = [ClosedSetSegmenter(c, config.device) for c in config.closed_set]
+        # Model class id -> label-table id, one lookup tensor per segmenter.
+        self.lookups = [torch.from_numpy(self.label_table.lookup(s.vocabulary)).to(self.device) for s in self.segmenters]
+        self.load_seconds = time.perf_counter() - t0
+
+    def warmup(self, size: tuple[int, int] = (480, 640), runs: int = 1) -> float:
+        """Run ``runs`` frames of noise through every model; returns the seconds it took."""
+        t0 = time.perf_counter()
+        frame = np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)
+        for _ in range(runs):
+            self.process(frame)
+        return time.perf_counter() - t0
+
+    def set_thresholds(self, conf: float | None = None, iou: float | None = None, min_confidence: float | None = None) -> None:
+        """Change thresholds between frames (validated; the next frame uses them)."""
+        for value in (conf, iou, min_confidence):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"thresholds must be in [0, 1], got {value}")
+        if conf is not None:
+            self.config.masks.conf = conf
+        if iou is not None:
+            self.config.masks.iou = iou
+        if min_confidence is not None:
+            self.config.fusion.min_confidence = min_confidence
+
+    @torch.inference_mode()
+    def process(self, image: np.ndarray) -> SemanticResult:
+        check_image(image)
+        timings: dict[str, float] = {}
+        t_start = time.perf_counter()
+        height, width = image.shape[:2]
+        masks = self.mask_generator(image, timings)
+        class_maps = [lookup[seg(image, timings).class_map] for seg, lookup in zip(self.segmenters, self.lookups)]
+
+        t0 = time.perf_counter()
+        work_size = tuple(masks.masks.shape[1:])
+        num_classes = len(self.label_table)
+        votes: list[Votes] = [vote(masks.masks, resize_nearest(cm, work_size), num_classes) for cm in class_maps]
+        decision = decide_closed_set(votes, self.config.fusion.min_confidence)
+        work_areas = masks.masks.sum(dim=(1, 2))
+        rank = paint_order(decision.confidences, work_areas)
+        instances = paint_instances(masks.masks, rank)
+        timings["fusion"] = (time.perf_counter() - t0) * 1e3
+
+        t0 = time.perf_counter()
+        instances = resize_nearest(instances, (height, width))
+        instances, visible = compact_instances(instances, len(masks))
+        fill = resize_nearest(class_maps[0], (height, width)) if self.config.fusion.fill_uncovered else None
+        class_ids = decision.class_ids[visible]
+        label_map = label_instances(instances, class_ids, fill)
+        records = self._records(
+            instances, class_ids, decision.confidences[visible], decision.sources[visible], masks.scores[visible]
+        )
+        result = SemanticResult(
+            label_map=label_map.to(torch.int32).cpu().numpy().astype(np.uint16),
+            instance_map=instances.to(torch.int32).cpu().numpy().astype(np.uint16),
+            masks=records,
+            label_table=self.label_table,
+            timings=timings,
+        )
+        timings["paint"] = (time.perf_counter() - t0) * 1e3
+        timings["total"] = (time.perf_counter() - t_start) * 1e3
+        return result
+
+    def _records(self, instances, class_ids, confidences, sources, mask_scores) -> list[MaskRecord]:
+        stats = instance_stats(instances, len(class_ids))
+        names = self.label_table.names
+        rows = zip(
+            class_ids.tolist(), confidences.tolist(), sources.tolist(), mask_scores.tolist(),
+            stats["bbox"].tolist(), stats["area"].tolist(), stats["centroid"].tolist(),
+        )
+        return [
+            MaskRecord(
+                id=i + 1, label=names[c], class_id=c, score=s, source=LabelSource(src), mask_score=ms,
+                bbox=tuple(b), area=a, centroid=tuple(cen),
+            )
+            for i, (c, s, src, ms, b, a, cen) in enumerate(rows)
+        ]
+
+
+def compact_instances(instances: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop masks that won no pixel and renumber the rest ``1..K`` in their original order.
+
+    Returns the renumbered map and the indices (into the original masks) of the kept ones.
+    """
+    area = torch.bincount(instances.reshape(-1), minlength=count + 1)[1:]
+    visible = torch.nonzero(area > 0).flatten()
+    remap = torch.zeros(count + 1, dtype=instances.dtype, device=instances.device)
+    remap[visible + 1] = torch.arange(1, visible.numel() + 1, dtype=instances.dtype, device=instances.device)
+    return remap[instances], visible
+
+
+def instance_stats(instances: torch.Tensor, count: int) -> dict[str, torch.Tensor]:
+    """Area, bbox ``(x, y, w, h)`` and centroid ``(x, y)`` of instances ``1..count``, in one pass."""
+    h, w = instances.shape
+    flat = instances.reshape(-1)
+    ys = torch.arange(h, device=instances.device).repeat_interleave(w)
+    xs = torch.arange(w, device=instances.device).repeat(h)
+    size = count + 1
+    area = torch.bincount(flat, minlength=size)
+    big = torch.full((size,), h + w, dtype=torch.long, device=instances.device)
+    small = torch.full((size,), -1, dtype=torch.long, device=instances.device)
+    x0 = big.scatter_reduce(0, flat, xs, "amin")
+    y0 = big.scatter_reduce(0, flat, ys, "amin")
+    x1 = small.scatter_reduce(0, flat, xs, "amax")
+    y1 = small.scatter_reduce(0, flat, ys, "amax")
+    cx = torch.zeros(size, dtype=torch.float64, device=instances.device).index_add_(0, flat, xs.double())
+    cy = torch.zeros(size, dtype=torch.float64, device=instances.device).index_add_(0, flat, ys.double())
+    denom = area.clamp(min=1).double()
+    bbox = torch.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], dim=1)[1:]
+    centroid = torch.stack([cx / denom, cy / denom], dim=1)[1:]
+    return {"area": area[1:], "bbox": bbox, "centroid": centroid}
