@@ -16,7 +16,6 @@ stamp=.venv/.sfs-requirements.sha
 want=$(cat requirements/*.txt setup.py | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing the pinned stack into .venv (first run: a few minutes)"
-  python -m pip install -q --upgrade "pip==$(grep -E '^pip==' requirements/constraints.txt | cut -d= -f3 || echo 24.0)" 2>/dev/null || true
   python -m pip install -q -c requirements/constraints.txt -r requirements/ml.txt -r requirements/ros.txt
   python -m pip install -q -c requirements/constraints.txt --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
