@@ -60,7 +60,8 @@ def _segment_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("segment", _segment_arguments)
 def segment(args: argparse.Namespace) -> int:
-    """Per image: <stem>_label.png (uint16 class ids), _color.png, _overlay.png, <stem>.json; plus labels.json."""
+    """Per image: <stem>_label.png (uint16 class ids), _instances.png (uint16, index + 1 into the JSON's masks),
+    _color.png, _overlay.png and <stem>.json; plus labels.json."""
     import cv2
     from tqdm import tqdm
 
@@ -81,6 +82,7 @@ def segment(args: argparse.Namespace) -> int:
         result = pipeline.process(rgb)
         stem = path.stem
         cv2.imwrite(str(args.out / f"{stem}_label.png"), result.label_map)
+        cv2.imwrite(str(args.out / f"{stem}_instances.png"), result.instance_map)
         cv2.imwrite(str(args.out / f"{stem}_color.png"), cv2.cvtColor(colorize(result.label_map, result.label_table.palette()), cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(args.out / f"{stem}_overlay.png"), cv2.cvtColor(overlay(rgb, result), cv2.COLOR_RGB2BGR))
         write_json(args.out / f"{stem}.json", {"image": str(path), **result.to_json()})

@@ -32,10 +32,12 @@ def vote(masks: torch.Tensor, class_map: torch.Tensor, num_classes: int) -> Vote
         class_map: ``(h, w)`` int64 class ids in ``[0, num_classes)``.
     """
     n = masks.shape[0]
-    flat = masks.reshape(n, -1).to(torch.float32)
+    flat = masks.reshape(n, class_map.numel()).to(torch.float32)
     counts = torch.zeros(n, num_classes, dtype=torch.float32, device=masks.device)
     counts.index_add_(1, class_map.reshape(-1), flat)
-    best, labels = counts.max(dim=1) if n else (counts.new_zeros(0), counts.new_zeros(0, dtype=torch.long))
+    if n == 0:
+        return Votes(counts=counts, labels=counts.new_zeros(0, dtype=torch.long), shares=counts.new_zeros(0))
+    best, labels = counts.max(dim=1)
     area = flat.sum(dim=1)
     shares = torch.where(area > 0, best / area.clamp(min=1.0), torch.zeros_like(best))
     return Votes(counts=counts, labels=labels, shares=shares)
