@@ -8,7 +8,7 @@ scripts/setup.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
 out=${1:-out/demo}
-assets=$(python -c "import pathlib, ultralytics; print(pathlib.Path(ultralytics.__file__).parent / 'assets')")
+assets=$(python -c "import importlib.util as u, pathlib; print(pathlib.Path(u.find_spec('ultralytics').origin).parent / 'assets')")
 sfs models init-random models/random
 sfs segment "$assets/bus.jpg" "$assets/zidane.jpg" --out "$out" --config models/random/sfs.yaml
 echo

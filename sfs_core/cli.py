@@ -113,6 +113,9 @@ def models(args: argparse.Namespace) -> int:
     return 0
 
 
+from sfs_core import cli_eval  # noqa: E402,F401  (registers sfs replay and sfs evaluate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sfs", description="Semantic-Fast-SAM: semantic segmentation of everything, without ROS.")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -56,10 +56,109 @@ class FusionConfig:
 
 
 @dataclass
+class OpenVocabConfig:
+    """The asynchronous open-vocabulary branch (``open_vocab.*`` parameters).
+
+    ``vocabulary`` entries are built-in list names (``coco``, ``ade20k``, ``cityscapes``), ``.txt``
+    files with one name per line, or literal class names; ``mode: caption`` uses BLIP captions and
+    ``mode: clip`` ranks crops against the vocabulary directly.
+    """
+
+    enabled: bool = False
+    mode: str = "clip"
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = "openai"
+    caption_model: str = "Salesforce/blip-image-captioning-base"
+    vocabulary: list[str] = field(default_factory=lambda: ["coco", "ade20k"])
+    prompt: str = "a photo of a {}."
+    noun_phrases: str = "auto"
+    top_k: int = 3
+    clip_crop_scale: float = 1.2
+    caption_crop_scale: float = 1.6
+    mask_background: bool = False
+    caption_batch_size: int = 8
+    caption_max_tokens: int = 20
+    min_score: float = 0.3
+    fallback_min_score: float = 0.1
+    max_rate: float = 1.0
+    queue_size: int = 1
+    max_masks_per_snapshot: int = 16
+    max_snapshot_age: float = 5.0
+    relabel_after: float = 0.0
+    min_area: float = 0.001
+    threads: int = 1
+    duty_cycle: float = 1.0
+    device: str = ""
+
+    PREFIX = "open_vocab."
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], base_dir: str | os.PathLike | None = None) -> "OpenVocabConfig":
+        """Pop the ``open_vocab.*`` keys from ``params``; relative paths resolve against ``base_dir``."""
+        vocabulary = params.pop(cls.PREFIX + "vocabulary", None)
+        cfg = _take(cls, params, cls.PREFIX, skip=("vocabulary",))
+        if vocabulary is not None:
+            if isinstance(vocabulary, str):
+                vocabulary = [vocabulary]
+            if not isinstance(vocabulary, (list, tuple)) or not all(isinstance(v, str) for v in vocabulary):
+                raise ConfigError(cls.PREFIX + "vocabulary", f"expected a list of strings, got {vocabulary!r}")
+            cfg.vocabulary = list(vocabulary)
+        if base_dir is not None:
+            cfg.clip_pretrained = resolve_model_path(cfg.clip_pretrained, base_dir)
+            cfg.caption_model = resolve_model_path(cfg.caption_model, base_dir)
+            cfg.vocabulary = [resolve_model_path(v, base_dir) if v.endswith(".txt") else v for v in cfg.vocabulary]
+        return cfg
+
+    def to_params(self) -> dict[str, Any]:
+        return {self.PREFIX + k: (list(v) if isinstance(v, list) else v) for k, v in asdict(self).items()}
+
+    def validate(self, offline: bool, check_files: bool = True) -> None:
+        """Raise :class:`ConfigError` naming the first bad ``open_vocab.*`` parameter."""
+        p = self.PREFIX
+        choices = {"mode": ("clip", "caption"), "noun_phrases": ("auto", "spacy", "builtin")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(p + name, f"expected one of {', '.join(allowed)}, got '{getattr(self, name)}'")
+        for name in ("min_score", "fallback_min_score", "min_area"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(p + name, f"must be in [0, 1], got {getattr(self, name)}")
+        for name in ("top_k", "caption_batch_size", "caption_max_tokens", "queue_size", "max_masks_per_snapshot"):
+            if getattr(self, name) < 1:
+                raise ConfigError(p + name, f"must be >= 1, got {getattr(self, name)}")
+        for name in ("clip_crop_scale", "caption_crop_scale"):
+            if getattr(self, name) < 1.0:
+                raise ConfigError(p + name, f"must be >= 1 (a crop at least as large as the mask), got {getattr(self, name)}")
+        for name in ("max_rate", "max_snapshot_age"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(p + name, f"must be positive, got {getattr(self, name)}")
+        if self.relabel_after < 0:
+            raise ConfigError(p + "relabel_after", f"must be >= 0 (0 = never relabel), got {self.relabel_after}")
+        if self.threads < 0:
+            raise ConfigError(p + "threads", f"must be >= 0 (0 = torch default), got {self.threads}")
+        if not 0.0 < self.duty_cycle <= 1.0:
+            raise ConfigError(p + "duty_cycle", f"must be in (0, 1], got {self.duty_cycle}")
+        if self.prompt.count("{}") != 1:
+            raise ConfigError(p + "prompt", f"needs exactly one '{{}}' for the class name, got '{self.prompt}'")
+        if self.device and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
+            raise ConfigError(p + "device", f"expected empty (the pipeline's device), cpu, cuda, cuda:N or mps, got '{self.device}'")
+        if not self.vocabulary and self.mode == "clip":
+            raise ConfigError(p + "vocabulary", "clip mode needs at least one vocabulary entry")
+        if not (self.enabled and check_files):
+            return
+        for entry in self.vocabulary:
+            if entry.endswith(".txt") and not Path(os.path.expanduser(entry)).is_file():
+                raise ConfigError(p + "vocabulary", f"vocabulary file not found: {entry}")
+        check_model_source(p + "clip_pretrained", self.clip_pretrained, offline, hub_ok=not looks_like_local_path(self.clip_pretrained))
+        if self.mode == "caption":
+            check_model_source(p + "caption_model", self.caption_model, offline, hub_ok=bool(_HUB_ID.match(self.caption_model)))
+
+
+@dataclass
 class PipelineConfig:
     masks: MaskGeneratorConfig = field(default_factory=MaskGeneratorConfig)
     closed_set: list[ClosedSetConfig] = field(default_factory=lambda: [ClosedSetConfig()])
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    open_vocab: OpenVocabConfig = field(default_factory=OpenVocabConfig)
     device: str = "cpu"
     offline: bool = False
     cache_dir: str = "~/.cache/sfs_ros"
@@ -85,6 +184,7 @@ class PipelineConfig:
             seg.name = name
             cfg.closed_set.append(seg)
         cfg.fusion = _take(FusionConfig, params, "fusion.")
+        cfg.open_vocab = OpenVocabConfig.from_params(params, base_dir)
         for f in ("device", "offline", "cache_dir", "threads"):
             if f in params:
                 setattr(cfg, f, _coerce(f, params.pop(f), type(getattr(cfg, f))))
@@ -102,6 +202,7 @@ class PipelineConfig:
         for seg in self.closed_set:
             out.update({f"closed_set.{seg.name}.{k}": v for k, v in asdict(seg).items() if k != "name"})
         out.update({f"fusion.{k}": v for k, v in asdict(self.fusion).items()})
+        out.update(self.open_vocab.to_params())
         out.update(device=self.device, offline=self.offline, cache_dir=self.cache_dir, threads=self.threads)
         out.update(self.extra)
         return out
@@ -127,6 +228,7 @@ class PipelineConfig:
             raise ConfigError("device", f"expected cpu, cuda, cuda:N or mps, got '{self.device}'")
         if self.threads < 0:
             raise ConfigError("threads", f"must be >= 0 (0 = torch default), got {self.threads}")
+        self.open_vocab.validate(self.offline, check_files)
         if check_files:
             check_model_source("masks.model", m.model, self.offline, hub_ok=is_ultralytics_asset(m.model))
             for seg in self.closed_set:
