@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from sfs_core.backends import ExportedRunner, cached_export, resolve_backend
 from sfs_core.config import ClosedSetConfig, ConfigError
 
 SUPPORTED_TYPES = ("segformer", "mask2former", "oneformer")
@@ -44,7 +45,10 @@ class ClosedSetSegmenter:
     torch.Size([128, 128])
     """
 
-    def __init__(self, config: ClosedSetConfig, device: str = "cpu") -> None:
+    def __init__(
+        self, config: ClosedSetConfig, device: str = "cpu", cache_dir: str = "~/.cache/sfs_ros",
+        threads: int = 0, precision: str = "auto",
+    ) -> None:
         from transformers import AutoConfig
 
         self.config = config
@@ -60,8 +64,17 @@ class ClosedSetSegmenter:
         id2label = model_config.id2label
         self.vocabulary = tuple(id2label[i] for i in sorted(int(k) for k in id2label))
         self.model = _load_model(self.model_type, config.model).to(self.device).eval()
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.dtype = torch.float16 if self.device.type == "cuda" and precision == "auto" else torch.float32
         self.model = self.model.to(self.dtype)
+        self.runner: ExportedRunner | None = None
+        self.backend = resolve_backend(config.backend, device, exportable=self.model_type == "segformer")
+        if self.backend != "torch":
+            if self.model_type != "segformer":
+                raise ConfigError(f"closed_set.{config.name}.backend", f"{self.backend} supports SegFormer only, not {self.model_type}")
+            size = config.input_size
+            onnx = cached_export(config.model, cache_dir, f"s{size}-op17", lambda path: export_segformer_onnx(self.model, size, path))
+            self.runner = ExportedRunner(onnx, self.backend, threads, precision)
+            del self.model  # the exported copy serves every frame
         mean, std = _normalisation(config.model)
         self.mean = torch.tensor(mean, device=self.device, dtype=self.dtype).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device, dtype=self.dtype).view(1, 3, 1, 1) * 255
@@ -92,7 +105,9 @@ class ClosedSetSegmenter:
     def __call__(self, image: np.ndarray, timings: dict[str, float] | None = None) -> ClosedSetResult:
         t0 = time.perf_counter()
         x, (new_h, new_w) = self.preprocess(image)
-        if self.model_type == "segformer":
+        if self.runner is not None:
+            class_map = torch.from_numpy(self.runner(x.numpy())[0][0]).argmax(0)
+        elif self.model_type == "segformer":
             logits = self.model(pixel_values=x).logits[0]  # (C, h/4, w/4)
             class_map = logits.argmax(0)
         else:
@@ -146,3 +161,21 @@ def _oneformer_task_inputs(source: str, model_config, param: str) -> torch.Tenso
     length = getattr(model_config, "task_seq_len", 77)
     tokens = tokenizer(["the task is semantic"], padding="max_length", max_length=length, truncation=True)
     return torch.tensor(tokens["input_ids"]) * torch.tensor(tokens["attention_mask"])
+
+
+class _Logits(torch.nn.Module):
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).logits
+
+
+def export_segformer_onnx(model, size: int, target: Path) -> None:
+    """ONNX export (opset 17, input ``(1, 3, size, size)``) of a SegFormer returning its logits."""
+    wrapper = _Logits(model).eval()  # export restores the wrapper's mode: it must be eval too
+    example = torch.zeros(1, 3, size, size, dtype=next(model.parameters()).dtype)
+    torch.onnx.export(
+        wrapper, (example,), str(target), input_names=["pixel_values"], output_names=["logits"], opset_version=17, dynamo=False
+    )

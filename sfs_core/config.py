@@ -40,6 +40,7 @@ class MaskGeneratorConfig:
     iou: float = 0.9
     max_masks: int = 100
     retina: bool = False
+    backend: str = "auto"
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ClosedSetConfig:
     name: str = "ade20k"
     model: str = "nvidia/segformer-b0-finetuned-ade-512-512"
     input_size: int = 512
+    backend: str = "auto"
 
 
 @dataclass
@@ -163,6 +165,7 @@ class PipelineConfig:
     offline: bool = False
     cache_dir: str = "~/.cache/sfs_ros"
     threads: int = 0
+    precision: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     # ---- flat ROS-parameter form -------------------------------------------------------------
@@ -185,7 +188,7 @@ class PipelineConfig:
             cfg.closed_set.append(seg)
         cfg.fusion = _take(FusionConfig, params, "fusion.")
         cfg.open_vocab = OpenVocabConfig.from_params(params, base_dir)
-        for f in ("device", "offline", "cache_dir", "threads"):
+        for f in ("device", "offline", "cache_dir", "threads", "precision"):
             if f in params:
                 setattr(cfg, f, _coerce(f, params.pop(f), type(getattr(cfg, f))))
         cfg.extra = params
@@ -203,7 +206,9 @@ class PipelineConfig:
             out.update({f"closed_set.{seg.name}.{k}": v for k, v in asdict(seg).items() if k != "name"})
         out.update({f"fusion.{k}": v for k, v in asdict(self.fusion).items()})
         out.update(self.open_vocab.to_params())
-        out.update(device=self.device, offline=self.offline, cache_dir=self.cache_dir, threads=self.threads)
+        out.update(
+            device=self.device, offline=self.offline, cache_dir=self.cache_dir, threads=self.threads, precision=self.precision
+        )
         out.update(self.extra)
         return out
 
@@ -226,6 +231,14 @@ class PipelineConfig:
                 raise ConfigError(f"closed_set.{seg.name}.input_size", f"must be positive, got {seg.input_size}")
         if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
             raise ConfigError("device", f"expected cpu, cuda, cuda:N or mps, got '{self.device}'")
+        backends = ("auto", "torch", "onnxruntime", "openvino")
+        for name, backend in [("masks.backend", m.backend)] + [(f"closed_set.{s.name}.backend", s.backend) for s in self.closed_set]:
+            if backend not in backends:
+                raise ConfigError(name, f"expected one of {', '.join(backends)}, got '{backend}'")
+            if backend not in ("auto", "torch") and self.device != "cpu":
+                raise ConfigError(name, f"the {backend} backend runs on the CPU; use backend torch with device {self.device}")
+        if self.precision not in ("auto", "f32"):
+            raise ConfigError("precision", f"expected auto or f32, got '{self.precision}'")
         if self.threads < 0:
             raise ConfigError("threads", f"must be >= 0 (0 = torch default), got {self.threads}")
         self.open_vocab.validate(self.offline, check_files)

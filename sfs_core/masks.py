@@ -8,15 +8,19 @@ upsampling every mask to full resolution, which the semantic map never needs.
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sfs_core.config import MaskGeneratorConfig
+from sfs_core.backends import ExportedRunner, cached_export, resolve_backend
+from sfs_core.config import ConfigError, MaskGeneratorConfig
 
 
 @dataclass
@@ -59,21 +63,36 @@ class MaskGenerator:
     torch.Size([N, 120, 160])
     """
 
-    def __init__(self, config: MaskGeneratorConfig, device: str = "cpu") -> None:
-        from ultralytics import FastSAM
-
+    def __init__(
+        self, config: MaskGeneratorConfig, device: str = "cpu", cache_dir: str = "~/.cache/sfs_ros",
+        threads: int = 0, precision: str = "auto",
+    ) -> None:
         self.config = config
         self.device = torch.device(device)
+        self.stride = 32
+        self.end2end = False
+        self.half = self.device.type == "cuda" and precision == "auto"
+        self.runner: ExportedRunner | None = None
+        self.backend = resolve_backend(config.backend, device)
+        if config.model.endswith(".onnx"):
+            if self.backend == "torch":
+                raise ConfigError("masks.backend", "an .onnx model needs backend onnxruntime or openvino")
+            self.runner = ExportedRunner(Path(config.model), self.backend, threads, precision)
+            return
+        from ultralytics import FastSAM
+
         wrapper = FastSAM(config.model)
-        self.net = wrapper.model.to(self.device).eval()
-        self.net = self.net.fuse() if hasattr(self.net, "fuse") else self.net
-        self.half = self.device.type == "cuda"
-        if self.half:
-            self.net = self.net.half()
-        else:
-            self.net = self.net.float()
-        self.stride = int(max(getattr(self.net, "stride", torch.tensor([32])).max().item(), 32))
-        self.end2end = bool(getattr(self.net, "end2end", False))
+        net = wrapper.model
+        self.stride = int(max(getattr(net, "stride", torch.tensor([32])).max().item(), 32))
+        self.end2end = bool(getattr(net, "end2end", False))
+        if self.backend != "torch":
+            checkpoint = getattr(wrapper, "ckpt_path", None) or config.model
+            onnx = cached_export(checkpoint, cache_dir, "dyn-op18", lambda path: export_fastsam_onnx(checkpoint, path))
+            self.runner = ExportedRunner(onnx, self.backend, threads, precision)
+            return
+        net = net.to(self.device).eval()
+        net = net.fuse() if hasattr(net, "fuse") else net
+        self.net = net.half() if self.half else net.float()
 
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """Letterboxed ``(1, 3, Hp, Wp)`` tensor and the resized image size ``(h, w)`` inside it."""
@@ -89,6 +108,9 @@ class MaskGenerator:
     @torch.inference_mode()
     def forward(self, x: torch.Tensor):
         """Raw network outputs ``(predictions (1, 4+nc+32, A), prototypes (1, 32, Hp/4, Wp/4))``."""
+        if self.runner is not None:
+            preds, protos = self.runner(x.numpy())[:2]
+            return torch.from_numpy(preds), torch.from_numpy(protos)
         out = self.net(x)
         (preds, protos), _ = out if isinstance(out[0], tuple) else ((out[0], out[1]), None)
         return preds, protos
@@ -146,3 +168,17 @@ def _crop_to_boxes(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     cols = torch.arange(w, device=masks.device, dtype=boxes.dtype)[None, None, :] + 0.5
     rows = torch.arange(h, device=masks.device, dtype=boxes.dtype)[None, :, None] + 0.5
     return masks & ((cols >= x1[..., None]) & (cols <= x2[..., None])) & ((rows >= y1[..., None]) & (rows <= y2[..., None]))
+
+
+def export_fastsam_onnx(checkpoint: str, target: Path) -> None:
+    """ONNX export (dynamic input size, opset 18) of a FastSAM ``.pt`` with ultralytics' exporter.
+
+    The exporter writes next to its input, so it works on a copy in a temporary folder.
+    """
+    from ultralytics import FastSAM
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / Path(checkpoint).name
+        shutil.copy(checkpoint, copy)
+        exported = FastSAM(str(copy)).export(format="onnx", dynamic=True, simplify=True, opset=18, verbose=False)
+        shutil.move(str(exported), target)

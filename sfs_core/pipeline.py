@@ -55,8 +55,9 @@ class Pipeline:
         self.device = torch.device(config.device)
         self.label_table = label_table or LabelTable()
         t0 = time.perf_counter()
-        self.mask_generator = MaskGenerator(config.masks, config.device)
-        self.segmenters = [ClosedSetSegmenter(c, config.device) for c in config.closed_set]
+        runtime = dict(device=config.device, cache_dir=config.cache_dir, threads=config.threads, precision=config.precision)
+        self.mask_generator = MaskGenerator(config.masks, **runtime)
+        self.segmenters = [ClosedSetSegmenter(c, **runtime) for c in config.closed_set]
         # Model class id -> label-table id, one lookup tensor per segmenter.
         self.lookups = [torch.from_numpy(self.label_table.lookup(s.vocabulary)).to(self.device) for s in self.segmenters]
         self.load_seconds = time.perf_counter() - t0

@@ -50,3 +50,14 @@ def random_models() -> Path:
 @pytest.fixture(scope="session")
 def random_config(random_models) -> Path:
     return random_models / "sfs.yaml"
+
+
+@pytest.fixture(scope="session")
+def make_config(random_config):
+    """``make_config(**overrides)``: a fresh PipelineConfig of the random models, caching exports under .cache/test."""
+    from sfs_core.config import load_config
+
+    def make(overrides: dict | None = None):
+        return load_config(random_config, {"cache_dir": str(CACHE / "sfs"), **(overrides or {})})
+
+    return make

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sfs_core.closed_set import ClosedSetSegmenter
-from sfs_core.config import ClosedSetConfig, ConfigError, MaskGeneratorConfig, load_config
+from sfs_core.config import ClosedSetConfig, ConfigError, MaskGeneratorConfig
 from sfs_core.masks import MaskGenerator, letterbox_size
 from tiny_segmenters import LABELS, build_mask2former, build_oneformer
 
@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def mask_generator(random_config):
-    cfg = load_config(random_config)
+def mask_generator(make_config):
+    cfg = make_config({"masks.backend": "torch"})
     return MaskGenerator(cfg.masks)
 
 
@@ -69,7 +69,7 @@ def test_high_conf_gives_no_masks(mask_generator, rgb_640x480):
 
 
 def test_segformer_class_map(random_models, rgb_640x480):
-    seg = ClosedSetSegmenter(ClosedSetConfig(name="ade20k", model=str(random_models / "segformer-b0-ade20k")))
+    seg = ClosedSetSegmenter(ClosedSetConfig(name="ade20k", model=str(random_models / "segformer-b0-ade20k"), backend="torch"))
     assert seg.model_type == "segformer" and len(seg.vocabulary) == 150 and seg.vocabulary[12] == "person"
     out = seg(rgb_640x480)
     assert out.class_map.shape == (128, 128) and out.class_map.dtype == torch.int64

@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 
-from sfs_core.config import load_config
 from sfs_core.labels import UNLABELED_ID, LabelSource
 from sfs_core.pipeline import Pipeline, instance_stats
 from tiny_segmenters import build_mask2former
@@ -17,8 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def pipeline(random_config):
-    return Pipeline(load_config(random_config))
+def pipeline(make_config):
+    return Pipeline(make_config())
 
 
 def check_consistent(result):
@@ -91,9 +90,9 @@ def test_bad_frames_raise_value_error(pipeline, bad):
         pipeline.process(bad)
 
 
-def test_two_segmenters_share_one_label_table(random_config, tmp_path, rgb_640x480):
+def test_two_segmenters_share_one_label_table(make_config, tmp_path, rgb_640x480):
     m2f = build_mask2former(tmp_path / "m2f")
-    cfg = load_config(random_config, {"closed_set.segmenters": ["ade20k", "tiny"], "closed_set.tiny.model": str(m2f)})
+    cfg = make_config({"closed_set.segmenters": ["ade20k", "tiny"], "closed_set.tiny.model": str(m2f)})
     pipeline = Pipeline(cfg)
     table = pipeline.label_table
     assert len(table) == 2 + 150 + 1  # "kite" is the only tiny label ADE20K lacks
