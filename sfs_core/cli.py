@@ -98,10 +98,16 @@ def _models_arguments(parser: argparse.ArgumentParser) -> None:
     init = sub.add_parser("init-random", help="write random-weight checkpoints of the real architectures (outputs are MEANINGLESS)")
     init.add_argument("folder", type=Path)
     init.add_argument("--seed", type=int, default=0)
+    export = sub.add_parser("export", help="export the configured FastSAM and SegFormer models for a CPU backend (cached)")
+    add_config_arguments(export)
+    export.add_argument("--backend", choices=("openvino", "onnxruntime"), default="openvino")
 
 
 @command("models", _models_arguments)
 def models(args: argparse.Namespace) -> int:
+    """Model files: random-weight checkpoints for tests (init-random), exports for fast CPU backends (export)."""
+    if args.models_command == "export":
+        return export_models(args)
     from sfs_core.random_models import WARNING, init_random
     from sfs_core.runtime import configure_runtime
 
@@ -114,6 +120,22 @@ def models(args: argparse.Namespace) -> int:
 
 
 from sfs_core import cli_eval  # noqa: E402,F401  (registers sfs replay and sfs evaluate)
+
+
+def export_models(args: argparse.Namespace) -> int:
+    """Load every exportable model with the chosen backend: the exports land in the cache and
+    later starts reuse them (so a robot does not export on its first start)."""
+    from sfs_core.pipeline import Pipeline
+
+    config = config_from_args(args)
+    config.device = "cpu"
+    config.masks.backend = args.backend
+    for seg in config.closed_set:
+        seg.backend = args.backend
+    pipeline = Pipeline(config)
+    for runner in [pipeline.mask_generator.runner, *(s.runner for s in pipeline.segmenters)]:
+        print(f"{args.backend}: {runner.path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
