@@ -142,7 +142,7 @@ class OpenVocabConfig:
         if self.prompt.count("{}") != 1:
             raise ConfigError(p + "prompt", f"needs exactly one '{{}}' for the class name, got '{self.prompt}'")
         if self.device and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
-            raise ConfigError(p + "device", f"expected empty (the pipeline's device), cpu, cuda, cuda:N or mps, got '{self.device}'")
+            raise ConfigError(p + "device", f"expected empty (pipeline's device), cpu, cuda, cuda:N or mps, got '{self.device}'")
         if not self.vocabulary and self.mode == "clip":
             raise ConfigError(p + "vocabulary", "clip mode needs at least one vocabulary entry")
         if not (self.enabled and check_files):
@@ -150,7 +150,8 @@ class OpenVocabConfig:
         for entry in self.vocabulary:
             if entry.endswith(".txt") and not Path(os.path.expanduser(entry)).is_file():
                 raise ConfigError(p + "vocabulary", f"vocabulary file not found: {entry}")
-        check_model_source(p + "clip_pretrained", self.clip_pretrained, offline, hub_ok=not looks_like_local_path(self.clip_pretrained))
+        clip_is_tag = not looks_like_local_path(self.clip_pretrained)  # an open_clip tag such as "openai" downloads
+        check_model_source(p + "clip_pretrained", self.clip_pretrained, offline, hub_ok=clip_is_tag)
         if self.mode == "caption":
             check_model_source(p + "caption_model", self.caption_model, offline, hub_ok=bool(_HUB_ID.match(self.caption_model)))
 
