@@ -3,6 +3,8 @@
 The ROS 2 package (messages, node, launch) is built with colcon from package.xml/CMakeLists.txt.
 """
 
+from glob import glob
+
 from setuptools import find_packages, setup
 
 setup(
@@ -16,5 +18,6 @@ setup(
         "torch", "torchvision", "ultralytics-opencv-headless", "opencv-python-headless", "transformers",
         "open_clip_torch", "numpy", "scipy", "safetensors", "pyyaml", "pillow", "rosbags", "tqdm", "matplotlib", "psutil",
     ],
+    data_files=[("share/sfs_ros/msg", sorted(glob("msg/*.msg")))],  # for `sfs replay` bag writing
     entry_points={"console_scripts": ["sfs = sfs_core.cli:main"]},
 )
