@@ -69,7 +69,7 @@ def segment(args: argparse.Namespace) -> int:
     from sfs_core.visualize import colorize, overlay
 
     config = config_from_args(args)
-    pipeline = Pipeline(config)
+    pipeline = Pipeline(config, independent_frames=True)
     args.out.mkdir(parents=True, exist_ok=True)
     failures = 0
     for path in tqdm(args.images, desc="segment", unit="img", disable=len(args.images) < 2):

@@ -86,8 +86,12 @@ def replay(args: argparse.Namespace) -> int:
             overwrite=args.force, warmup=not args.no_warmup, progress=not args.quiet,
         )
         options.check()
-        pipeline = Pipeline(config)
-        report = run_replay(pipeline, args.bag, args.out, options)
+        # Offline runs label synchronously (reproducible); --realtime keeps the node's worker thread.
+        pipeline = Pipeline(config, synchronous_open_vocab=not args.realtime)
+        try:
+            report = run_replay(pipeline, args.bag, args.out, options)
+        finally:
+            pipeline.close()
     except (BagError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -134,7 +138,7 @@ def evaluate(args: argparse.Namespace) -> int:
         if tuple(space.classes) != tuple(dataset.classes):
             raise ValueError(f"--label-map classes differ from {args.dataset}'s; use 'base: {args.dataset}' and add aliases")
         mapper = _mapper(space, args, config)
-        report = run_evaluate(dataset, args.out, lambda: Pipeline(config), mapper, args.limit, progress=not args.quiet,
+        report = run_evaluate(dataset, args.out, lambda: Pipeline(config, independent_frames=True), mapper, args.limit, progress=not args.quiet,
                               extra={"config": config.to_params()})
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

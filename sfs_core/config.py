@@ -52,6 +52,28 @@ class ClosedSetConfig:
 
 
 @dataclass
+class TrackerConfig:
+    """``tracking.*``: ``iou_threshold``, least mask IoU for a match; ``max_missed``, consecutive
+    frames a track may go unmatched and still be matched again (it expires on the next miss);
+    ``max_side``, masks are compared at most this many pixels on their long side."""
+
+    iou_threshold: float = 0.3
+    max_missed: int = 5
+    max_side: int = 160
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise ConfigError("tracking.iou_threshold", f"must be in (0, 1], got {self.iou_threshold}")
+        if self.max_missed < 0:
+            raise ConfigError("tracking.max_missed", f"must be >= 0, got {self.max_missed}")
+        if self.max_side < 8:
+            raise ConfigError("tracking.max_side", f"must be >= 8, got {self.max_side}")
+
+
+@dataclass
 class FusionConfig:
     min_confidence: float = 0.4
     fill_uncovered: bool = True
@@ -89,7 +111,7 @@ class OpenVocabConfig:
     relabel_after: float = 0.0
     min_area: float = 0.001
     threads: int = 1
-    duty_cycle: float = 1.0
+    duty_cycle: float = 0.25
     device: str = ""
 
     PREFIX = "open_vocab."
@@ -161,6 +183,7 @@ class PipelineConfig:
     masks: MaskGeneratorConfig = field(default_factory=MaskGeneratorConfig)
     closed_set: list[ClosedSetConfig] = field(default_factory=lambda: [ClosedSetConfig()])
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    tracking: TrackerConfig = field(default_factory=TrackerConfig)
     open_vocab: OpenVocabConfig = field(default_factory=OpenVocabConfig)
     device: str = "cpu"
     offline: bool = False
@@ -188,6 +211,7 @@ class PipelineConfig:
             seg.name = name
             cfg.closed_set.append(seg)
         cfg.fusion = _take(FusionConfig, params, "fusion.")
+        cfg.tracking = _take(TrackerConfig, params, "tracking.")
         cfg.open_vocab = OpenVocabConfig.from_params(params, base_dir)
         for f in ("device", "offline", "cache_dir", "threads", "precision"):
             if f in params:
@@ -206,6 +230,7 @@ class PipelineConfig:
         for seg in self.closed_set:
             out.update({f"closed_set.{seg.name}.{k}": v for k, v in asdict(seg).items() if k != "name"})
         out.update({f"fusion.{k}": v for k, v in asdict(self.fusion).items()})
+        out.update({f"tracking.{k}": v for k, v in asdict(self.tracking).items()})
         out.update(self.open_vocab.to_params())
         out.update(
             device=self.device, offline=self.offline, cache_dir=self.cache_dir, threads=self.threads, precision=self.precision
@@ -242,6 +267,7 @@ class PipelineConfig:
             raise ConfigError("precision", f"expected auto or f32, got '{self.precision}'")
         if self.threads < 0:
             raise ConfigError("threads", f"must be >= 0 (0 = torch default), got {self.threads}")
+        self.tracking.validate()
         self.open_vocab.validate(self.offline, check_files)
         if check_files:
             check_model_source("masks.model", m.model, self.offline, hub_ok=is_ultralytics_asset(m.model))

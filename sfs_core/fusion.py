@@ -49,6 +49,7 @@ class Decision:
     confidences: torch.Tensor  # (N,) float32
     sources: torch.Tensor  # (N,) uint8 LabelSource
     segmenter: torch.Tensor  # (N,) int64 index of the segmenter whose vote won
+    winners: torch.Tensor  # (N,) int64 the winning vote's class, even when below the threshold
 
 
 def decide_closed_set(votes: list[Votes], min_confidence: float) -> Decision:
@@ -59,15 +60,16 @@ def decide_closed_set(votes: list[Votes], min_confidence: float) -> Decision:
     labels = torch.stack([v.labels for v in votes])  # (S, N)
     shares = torch.stack([v.shares for v in votes])
     confidences, segmenter = shares.max(dim=0)
-    class_ids = labels.gather(0, segmenter[None])[0]
+    winners = labels.gather(0, segmenter[None])[0]
     unsure = confidences < min_confidence
+    class_ids = winners
     class_ids = torch.where(unsure, torch.full_like(class_ids, UNIDENTIFIED_ID), class_ids)
     sources = torch.where(
         unsure,
         torch.full_like(class_ids, int(LabelSource.UNIDENTIFIED)),
         torch.full_like(class_ids, int(LabelSource.CLOSED_SET)),
     ).to(torch.uint8)
-    return Decision(class_ids=class_ids, confidences=confidences, sources=sources, segmenter=segmenter)
+    return Decision(class_ids=class_ids, confidences=confidences, sources=sources, segmenter=segmenter, winners=winners)
 
 
 def paint_order(confidences: torch.Tensor, areas: torch.Tensor) -> torch.Tensor:

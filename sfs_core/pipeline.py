@@ -11,8 +11,10 @@ import torch.nn.functional as F
 from sfs_core.config import PipelineConfig
 from sfs_core.fusion import Votes, decide_closed_set, label_instances, paint_instances, paint_order, vote
 from sfs_core.labels import LabelSource, LabelTable
+from sfs_core.open_vocab_fusion import FusionThresholds
 from sfs_core.result import MaskRecord, SemanticResult
 from sfs_core.runtime import configure_runtime
+from sfs_core.tracking import Tracker
 
 
 def check_image(image: np.ndarray) -> None:
@@ -45,7 +47,18 @@ class Pipeline:
     (dtype('uint16'), 'person')
     """
 
-    def __init__(self, config: PipelineConfig, label_table: LabelTable | None = None) -> None:
+    def __init__(
+        self, config: PipelineConfig, label_table: LabelTable | None = None,
+        synchronous_open_vocab: bool = False, independent_frames: bool = False,
+    ) -> None:
+        """Load every model.
+
+        Args:
+            synchronous_open_vocab: label in :meth:`process` itself (deterministic, slow) instead
+                of on the worker thread (a live camera: labels land on tracks a few frames later).
+            independent_frames: frames are unrelated images (``sfs segment``, dataset
+                evaluation): nothing is tracked across them, and open-vocab labelling is synchronous.
+        """
         config.validate()
         configure_runtime(config.offline, config.cache_dir, config.threads)
         from sfs_core.closed_set import ClosedSetSegmenter
@@ -60,7 +73,22 @@ class Pipeline:
         self.segmenters = [ClosedSetSegmenter(c, **runtime) for c in config.closed_set]
         # Model class id -> label-table id, one lookup tensor per segmenter.
         self.lookups = [torch.from_numpy(self.label_table.lookup(s.vocabulary)).to(self.device) for s in self.segmenters]
+        self.tracker = Tracker(config.tracking, self.label_table, FusionThresholds.from_config(config))
+        self._frame_size: tuple[int, int] | None = None
+        self.independent_frames = independent_frames
+        self.open_vocab = None
+        if config.open_vocab.enabled:
+            from sfs_core.open_vocab.branch import OpenVocabBranch
+
+            self.open_vocab = OpenVocabBranch(
+                config.open_vocab, self.tracker, config.open_vocab.device or config.device, config.cache_dir,
+                synchronous=synchronous_open_vocab or independent_frames,
+            )
         self.load_seconds = time.perf_counter() - t0
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop the open-vocabulary worker; True when it ended within ``timeout``."""
+        return self.open_vocab.close(timeout) if self.open_vocab is not None else True
 
     def warmup(self, size: tuple[int, int] = (480, 640), runs: int = 1) -> float:
         """Run ``runs`` frames of noise through every model; returns the seconds it took."""
@@ -81,6 +109,7 @@ class Pipeline:
             self.config.masks.iou = iou
         if min_confidence is not None:
             self.config.fusion.min_confidence = min_confidence
+            self.tracker.thresholds = FusionThresholds.from_config(self.config)
 
     @torch.inference_mode()
     def process(self, image: np.ndarray) -> SemanticResult:
@@ -96,20 +125,28 @@ class Pipeline:
         num_classes = len(self.label_table)
         votes: list[Votes] = [vote(masks.masks, resize_nearest(cm, work_size), num_classes) for cm in class_maps]
         decision = decide_closed_set(votes, self.config.fusion.min_confidence)
-        work_areas = masks.masks.sum(dim=(1, 2))
-        rank = paint_order(decision.confidences, work_areas)
-        instances = paint_instances(masks.masks, rank)
-        timings["fusion"] = (time.perf_counter() - t0) * 1e3
+        t1 = time.perf_counter()
+        if self.independent_frames or self._frame_size != (height, width):  # nothing to carry over
+            self.tracker.reset()
+            self._frame_size = (height, width)
+        tracks = self.tracker.update(masks.masks, decision.winners, decision.confidences)
+        t2 = time.perf_counter()
+        if self.open_vocab is not None:
+            tracks = self.open_vocab.observe(image, masks.masks, tracks, closed_set_candidates(votes, self.label_table.names))
+            timings["open_vocab"] = (time.perf_counter() - t2) * 1e3
+        t3 = time.perf_counter()
+        class_ids = torch.from_numpy(tracks.class_ids()).to(self.device)
+        scores = torch.tensor([label.score for label in tracks.labels], dtype=torch.float32, device=self.device)
+        instances = paint_instances(masks.masks, paint_order(scores, masks.masks.sum(dim=(1, 2))))
+        timings["tracking"] = (t2 - t1) * 1e3
+        timings["fusion"] = (t1 - t0 + time.perf_counter() - t3) * 1e3
 
         t0 = time.perf_counter()
         instances = resize_nearest(instances, (height, width))
         instances, visible = compact_instances(instances, len(masks))
         fill = resize_nearest(class_maps[0], (height, width)) if self.config.fusion.fill_uncovered else None
-        class_ids = decision.class_ids[visible]
-        label_map = label_instances(instances, class_ids, fill)
-        records = self._records(
-            instances, class_ids, decision.confidences[visible], decision.sources[visible], masks.scores[visible]
-        )
+        label_map = label_instances(instances, class_ids[visible], fill)
+        records = self._records(instances, visible.tolist(), tracks, masks.scores[visible].tolist())
         result = SemanticResult(
             label_map=label_map.to(torch.int32).cpu().numpy().astype(np.uint16),
             instance_map=instances.to(torch.int32).cpu().numpy().astype(np.uint16),
@@ -121,20 +158,28 @@ class Pipeline:
         timings["total"] = (time.perf_counter() - t_start) * 1e3
         return result
 
-    def _records(self, instances, class_ids, confidences, sources, mask_scores) -> list[MaskRecord]:
-        stats = instance_stats(instances, len(class_ids))
-        names = self.label_table.names
-        rows = zip(
-            class_ids.tolist(), confidences.tolist(), sources.tolist(), mask_scores.tolist(),
-            stats["bbox"].tolist(), stats["area"].tolist(), stats["centroid"].tolist(),
-        )
-        return [
-            MaskRecord(
-                id=i + 1, label=names[c], class_id=c, score=s, source=LabelSource(src), mask_score=ms,
-                bbox=tuple(b), area=a, centroid=tuple(cen),
-            )
-            for i, (c, s, src, ms, b, a, cen) in enumerate(rows)
-        ]
+    def _records(self, instances: torch.Tensor, visible: list[int], tracks, mask_scores: list[float]) -> list[MaskRecord]:
+        stats = instance_stats(instances, len(visible))
+        rows = zip(visible, mask_scores, stats["bbox"].tolist(), stats["area"].tolist(), stats["centroid"].tolist())
+        records = []
+        for i, mask_score, bbox, area, centroid in rows:
+            label = tracks.labels[i]
+            records.append(MaskRecord(
+                id=int(tracks.track_ids[i]), label=label.name, class_id=label.class_id, score=label.score,
+                source=LabelSource(label.source), mask_score=mask_score, bbox=tuple(bbox), area=area,
+                centroid=tuple(centroid), candidates=list(label.candidates), candidate_scores=list(label.candidate_scores),
+            ))
+        return records
+
+
+def closed_set_candidates(votes: list[Votes], names: list[str], per_segmenter: int = 2) -> list[list[str]]:
+    """Per mask, the names of each segmenter's top classes by pixel count (SSA's class proposals)."""
+    tops = [v.counts.topk(min(per_segmenter, v.counts.shape[1]), dim=1) for v in votes]
+    per_mask: list[list[str]] = [[] for _ in range(votes[0].counts.shape[0])] if votes else []
+    for top in tops:
+        for candidates, counts, ids in zip(per_mask, top.values.tolist(), top.indices.tolist()):
+            candidates.extend(names[c] for c, n in zip(ids, counts) if n > 0 and names[c] not in candidates)
+    return per_mask
 
 
 def compact_instances(instances: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,8 +27,9 @@ def check_consistent(result):
     assert result.instance_map.shape == (h, w)
     assert int(result.instance_map.max()) == len(result.masks)
     areas = np.bincount(result.instance_map.ravel(), minlength=len(result.masks) + 1)[1:]
+    assert len({m.id for m in result.masks}) == len(result.masks)  # track ids, unique per frame
     for index, record in enumerate(result.masks):
-        assert record.id == index + 1
+        assert record.id >= 1
         assert record.area == areas[index] > 0
         x, y, bw, bh = record.bbox
         ys, xs = np.nonzero(result.instance_map == index + 1)
@@ -48,6 +49,14 @@ def test_process_contract(pipeline, rgb_640x480):
     assert all(v >= 0 for v in result.timings.values())
     sources = {m.source for m in result.masks}
     assert sources <= {LabelSource.CLOSED_SET, LabelSource.UNIDENTIFIED}
+
+
+def test_track_ids_are_stable_across_frames(pipeline, rgb_640x480):
+    first = pipeline.process(rgb_640x480)
+    second = pipeline.process(rgb_640x480)
+    assert [m.id for m in first.masks] == [m.id for m in second.masks]
+    shifted = pipeline.process(np.roll(rgb_640x480, 4, axis=1))
+    assert len({m.id for m in shifted.masks} & {m.id for m in first.masks}) > 0
 
 
 def test_odd_sizes_and_portrait_images(pipeline, photos):
