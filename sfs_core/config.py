@@ -346,7 +346,9 @@ def load_params(path: str | os.PathLike, node_name: str = NODE_NAME) -> dict[str
     if not isinstance(tree, dict):
         raise ConfigError(str(path), "not a ROS parameter file (expected a mapping at the top)")
     params: dict[str, Any] = {}
-    for key in ("/**", node_name, f"/{node_name}"):
+    # "/**" first, then sections naming the node (plain, absolute, or in any namespace)
+    keys = ["/**"] + [k for k in tree if isinstance(k, str) and (k == node_name or k.endswith(f"/{node_name}"))]
+    for key in keys:
         section = tree.get(key)
         if isinstance(section, dict) and "ros__parameters" in section:
             params.update(flatten(section["ros__parameters"] or {}))

@@ -65,3 +65,9 @@ def test_file_without_node_section_is_rejected(tmp_path):
     f.write_text("other_node:\n  ros__parameters: {a: 1}\n")
     with pytest.raises(ConfigError, match="sfs_node"):
         load_params(f)
+
+
+def test_namespaced_sections_apply(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("/**/sfs_node:\n  ros__parameters:\n    device: cuda\n/robot1/sfs_node:\n  ros__parameters:\n    masks: {conf: 0.3}\n")
+    assert load_params(f) == {"device": "cuda", "masks.conf": 0.3}
