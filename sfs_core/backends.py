@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
+import tempfile
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 
@@ -118,7 +122,15 @@ def cached_export(source: str, cache_dir: str | os.PathLike, tag: str, export: C
     never load a half-written file.
     """
     folder = Path(os.path.expanduser(str(cache_dir))) / "exports"
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"no write permission on {folder}")
+    except OSError as err:  # degrade: export into a temporary folder (redone at every start)
+        fallback = Path(tempfile.gettempdir()) / f"sfs_exports-{os.getuid()}"
+        log.warning("cannot write the export cache %s (%s); exporting to %s instead", folder, err, fallback)
+        folder = fallback
+        folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{Path(source).stem}-{checkpoint_digest(source)}-{tag}.onnx"
     if not target.exists():
         tmp = target.with_name(f"{target.stem}.{os.getpid()}.tmp.onnx")

@@ -166,10 +166,12 @@ class BagReader:
             raise FileNotFoundError(f"bag '{self.path}' does not exist")
         self.storage = storage_of(self.path)
         self.typestore = typestore or sfs_typestore()
-        self._reader = Reader(self.path)
+        with _unreadable(self.path):
+            self._reader = Reader(self.path)
 
     def __enter__(self) -> BagReader:
-        self._reader.open()
+        with _unreadable(self.path):
+            self._reader.open()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -206,8 +208,36 @@ class BagReader:
         msgtype = connections[0].msgtype
         if msgtype not in IMAGE_TYPES:
             raise BagError(f"topic '{topic}' has type {msgtype}, expected one of {', '.join(IMAGE_TYPES)}")
-        for index, (connection, log_time_ns, raw) in enumerate(self._reader.messages(connections=connections)):
-            yield BagMessage(index, log_time_ns, msgtype, self.typestore.deserialize_cdr(raw, connection.msgtype))
+        stream = self._reader.messages(connections=connections)
+        index = 0
+        while True:
+            with _unreadable(self.path, f"message {index} of '{topic}'"):
+                item = next(stream, None)
+                if item is None:
+                    return
+                connection, log_time_ns, raw = item
+                msg = self.typestore.deserialize_cdr(raw, connection.msgtype)
+            yield BagMessage(index, log_time_ns, msgtype, msg)
+            index += 1
+
+
+class _unreadable:
+    """Re-raise a failure of the bag library (corrupt or truncated file, broken chunk) as a
+    one-line :class:`BagError` naming the bag, so the CLI prints it instead of a traceback."""
+
+    def __init__(self, path: Path, what: str = "") -> None:
+        self.path, self.what = path, what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, _tb) -> bool:
+        if exc is None or isinstance(exc, (BagError, FileNotFoundError)) or not isinstance(exc, Exception):
+            return False
+        where = f" ({self.what})" if self.what else ""
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise BagError(f"cannot read bag '{self.path}'{where}: corrupt or truncated? "
+                       f"{type(exc).__name__}: {first_line}") from exc
 
 
 def _names(topics: list[TopicInfo]) -> str:

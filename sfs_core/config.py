@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -117,7 +118,7 @@ class OpenVocabConfig:
     PREFIX = "open_vocab."
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], base_dir: str | os.PathLike | None = None) -> "OpenVocabConfig":
+    def from_params(cls, params: dict[str, Any], base_dir: str | os.PathLike | None = None) -> OpenVocabConfig:
         """Pop the ``open_vocab.*`` keys from ``params``; relative paths resolve against ``base_dir``."""
         vocabulary = params.pop(cls.PREFIX + "vocabulary", None)
         cfg = _take(cls, params, cls.PREFIX, skip=("vocabulary",))
@@ -190,11 +191,15 @@ class PipelineConfig:
     cache_dir: str = "~/.cache/sfs_ros"
     threads: int = 0
     precision: str = "auto"
+    #: Frames with more pixels are downscaled (aspect kept) before processing; 0 = no limit.
+    max_input_pixels: int = 8_294_400  # 3840 x 2160
+    #: Folders model files must lie in (empty: anywhere); hub ids are refused when set.
+    model_roots: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     # ---- flat ROS-parameter form -------------------------------------------------------------
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], base_dir: str | os.PathLike | None = None) -> "PipelineConfig":
+    def from_params(cls, params: Mapping[str, Any], base_dir: str | os.PathLike | None = None) -> PipelineConfig:
         """Build from flat dotted parameters; unknown keys are kept in :attr:`extra`.
 
         Relative model paths resolve against ``base_dir`` (the YAML file's folder).
@@ -213,7 +218,13 @@ class PipelineConfig:
         cfg.fusion = _take(FusionConfig, params, "fusion.")
         cfg.tracking = _take(TrackerConfig, params, "tracking.")
         cfg.open_vocab = OpenVocabConfig.from_params(params, base_dir)
-        for f in ("device", "offline", "cache_dir", "threads", "precision"):
+        roots = params.pop("model_roots", [])
+        if isinstance(roots, str):
+            roots = [roots] if roots else []
+        if not isinstance(roots, (list, tuple)) or not all(isinstance(r, str) and r for r in roots):
+            raise ConfigError("model_roots", f"expected a list of folders, got {roots!r}")
+        cfg.model_roots = [resolve_model_path(r, base_dir or Path.cwd()) for r in roots]
+        for f in ("device", "offline", "cache_dir", "threads", "precision", "max_input_pixels"):
             if f in params:
                 setattr(cfg, f, _coerce(f, params.pop(f), type(getattr(cfg, f))))
         cfg.extra = params
@@ -233,12 +244,13 @@ class PipelineConfig:
         out.update({f"tracking.{k}": v for k, v in asdict(self.tracking).items()})
         out.update(self.open_vocab.to_params())
         out.update(
-            device=self.device, offline=self.offline, cache_dir=self.cache_dir, threads=self.threads, precision=self.precision
+            device=self.device, offline=self.offline, cache_dir=self.cache_dir, threads=self.threads, precision=self.precision,
+            max_input_pixels=self.max_input_pixels, model_roots=list(self.model_roots),
         )
         out.update(self.extra)
         return out
 
-    def validate(self, check_files: bool = True) -> "PipelineConfig":
+    def validate(self, check_files: bool = True) -> PipelineConfig:
         """Raise :class:`ConfigError` naming the first bad parameter."""
         m = self.masks
         if m.imgsz <= 0 or m.imgsz % 32:
@@ -267,13 +279,46 @@ class PipelineConfig:
             raise ConfigError("precision", f"expected auto or f32, got '{self.precision}'")
         if self.threads < 0:
             raise ConfigError("threads", f"must be >= 0 (0 = torch default), got {self.threads}")
+        if self.max_input_pixels < 0:
+            raise ConfigError("max_input_pixels", f"must be >= 0 (0 = no limit), got {self.max_input_pixels}")
         self.tracking.validate()
         self.open_vocab.validate(self.offline, check_files)
+        self.check_model_roots()
         if check_files:
             check_model_source("masks.model", m.model, self.offline, hub_ok=is_ultralytics_asset(m.model))
             for seg in self.closed_set:
                 check_model_source(f"closed_set.{seg.name}.model", seg.model, self.offline, hub_ok=bool(_HUB_ID.match(seg.model)))
         return self
+
+
+    def model_sources(self) -> list[tuple[str, str]]:
+        """``(parameter, model)`` of every model this configuration loads."""
+        sources = [("masks.model", self.masks.model)]
+        sources += [(f"closed_set.{s.name}.model", s.model) for s in self.closed_set]
+        if self.open_vocab.enabled:
+            sources.append(("open_vocab.clip_pretrained", self.open_vocab.clip_pretrained))
+            if self.open_vocab.mode == "caption":
+                sources.append(("open_vocab.caption_model", self.open_vocab.caption_model))
+        return sources
+
+    def check_model_roots(self) -> None:
+        """With ``model_roots`` set, refuse every model outside those folders (symlinks resolved).
+
+        Loading a checkpoint can run code (pickle), so a deployment can pin models to folders
+        it controls. Hub ids, ultralytics release names and open_clip tags (``openai``) are
+        downloads from outside any root: they are refused too while ``model_roots`` is set.
+        """
+        if not self.model_roots:
+            return
+        roots = [Path(os.path.expanduser(r)).resolve() for r in self.model_roots]
+        for param, model in self.model_sources():
+            if not looks_like_local_path(model) and not Path(os.path.expanduser(model)).exists():
+                raise ConfigError(param, f"'{model}' is a download (hub id or release name), not a file inside "
+                                         f"the folders of parameter 'model_roots' ({', '.join(map(str, roots))}); refused")
+            path = Path(os.path.expanduser(model)).resolve()
+            if not any(path == root or root in path.parents for root in roots):
+                raise ConfigError(param, f"{model} is outside the folders of parameter 'model_roots' "
+                                         f"({', '.join(map(str, roots))}); refused")
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:

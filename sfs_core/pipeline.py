@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sfs_core.config import PipelineConfig
+from sfs_core.config import ConfigError, PipelineConfig
 from sfs_core.fusion import Votes, decide_closed_set, label_instances, paint_instances, paint_order, vote
 from sfs_core.labels import LabelSource, LabelTable
 from sfs_core.open_vocab_fusion import FusionThresholds
 from sfs_core.result import MaskRecord, SemanticResult
 from sfs_core.runtime import configure_runtime
 from sfs_core.tracking import Tracker
+
+log = logging.getLogger(__name__)
+#: ``masks.imgsz`` is never halved below this by the out-of-memory back-off.
+MIN_BACKOFF_IMGSZ = 160
 
 
 def check_image(image: np.ndarray) -> None:
@@ -25,6 +32,23 @@ def check_image(image: np.ndarray) -> None:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"empty image {image.shape[1]}x{image.shape[0]}")
+
+
+def fit_to_pixels(image: np.ndarray, max_pixels: int) -> np.ndarray:
+    """``image`` downscaled (aspect kept, area interpolation) to at most ``max_pixels`` pixels;
+    returned unchanged when it already fits or ``max_pixels`` is 0 (no limit).
+
+    >>> fit_to_pixels(np.zeros((400, 1000, 3), np.uint8), 1000).shape
+    (20, 50, 3)
+    """
+    height, width = image.shape[:2]
+    if max_pixels <= 0 or height * width <= max_pixels:
+        return image
+    scale = math.sqrt(max_pixels / (height * width))
+    new_h, new_w = max(1, int(height * scale)), max(1, int(width * scale))
+    while new_h * new_w > max_pixels:  # int() rounding can still leave one row too many
+        new_h, new_w = max(1, new_h - (new_h >= new_w)), max(1, new_w - (new_w > new_h))
+    return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
 
 
 def resize_nearest(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -69,8 +93,14 @@ class Pipeline:
         self.label_table = label_table or LabelTable()
         t0 = time.perf_counter()
         runtime = dict(device=config.device, cache_dir=config.cache_dir, threads=config.threads, precision=config.precision)
-        self.mask_generator = MaskGenerator(config.masks, **runtime)
-        self.segmenters = [ClosedSetSegmenter(c, **runtime) for c in config.closed_set]
+        with _load_errors_name("masks.model", config.masks.model):
+            self.mask_generator = MaskGenerator(config.masks, **runtime)
+        self.segmenters = []
+        for c in config.closed_set:
+            with _load_errors_name(f"closed_set.{c.name}.model", c.model):
+                self.segmenters.append(ClosedSetSegmenter(c, **runtime))
+        #: Times a CUDA out-of-memory error made :meth:`process` halve ``masks.imgsz``.
+        self.oom_backoffs = 0
         # Model class id -> label-table id, one lookup tensor per segmenter.
         self.lookups = [torch.from_numpy(self.label_table.lookup(s.vocabulary)).to(self.device) for s in self.segmenters]
         self.tracker = Tracker(config.tracking, self.label_table, FusionThresholds.from_config(config))
@@ -111,9 +141,49 @@ class Pipeline:
             self.config.fusion.min_confidence = min_confidence
             self.tracker.thresholds = FusionThresholds.from_config(self.config)
 
-    @torch.inference_mode()
+    def fit_input(self, image: np.ndarray) -> np.ndarray:
+        """``image`` downscaled to at most ``max_input_pixels`` (see :func:`fit_to_pixels`).
+
+        :meth:`process` applies it itself, so results of a larger frame come at the downscaled
+        size; callers that draw on the input (the node's overlay) call it first.
+        """
+        return fit_to_pixels(image, self.config.max_input_pixels)
+
     def process(self, image: np.ndarray) -> SemanticResult:
+        """Segment one ``(H, W, 3)`` uint8 RGB frame (downscaled first if above ``max_input_pixels``).
+
+        A CUDA out-of-memory error halves ``masks.imgsz`` (not below :data:`MIN_BACKOFF_IMGSZ`)
+        and retries the frame once; if it fails again (or cannot shrink) the error propagates
+        and the caller skips the frame. The smaller size stays for later frames.
+        """
         check_image(image)
+        image = self.fit_input(image)
+        try:
+            return self._process(image)
+        except torch.cuda.OutOfMemoryError as exc:
+            if not self._back_off(exc):
+                raise
+        return self._process(image)
+
+    def _back_off(self, exc: BaseException) -> bool:
+        """After an out-of-memory error: free cached memory and halve ``masks.imgsz``; False when
+        it is already at the floor."""
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        smaller = max(MIN_BACKOFF_IMGSZ, (self.config.masks.imgsz // 2) // 32 * 32)
+        if smaller >= self.config.masks.imgsz:
+            log.error("out of memory at masks.imgsz=%d (the floor): frame skipped", self.config.masks.imgsz)
+            return False
+        log.warning("out of memory (%s): masks.imgsz %d -> %d, retrying the frame",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.config.masks.imgsz, smaller)
+        self.config.masks.imgsz = smaller
+        self.tracker.reset()  # masks change resolution: start tracks afresh
+        self._frame_size = None
+        self.oom_backoffs += 1
+        return True
+
+    @torch.inference_mode()
+    def _process(self, image: np.ndarray) -> SemanticResult:
         timings: dict[str, float] = {}
         t_start = time.perf_counter()
         height, width = image.shape[:2]
@@ -170,6 +240,23 @@ class Pipeline:
                 centroid=tuple(centroid), candidates=list(label.candidates), candidate_scores=list(label.candidate_scores),
             ))
         return records
+
+
+class _load_errors_name:
+    """Turn an unexpected error while loading ``model`` (a corrupt checkpoint, a foreign file)
+    into a one-line :class:`ConfigError` naming ``param``, so start-up fails with one clear line."""
+
+    def __init__(self, param: str, model: str) -> None:
+        self.param, self.model = param, model
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, _tb) -> bool:
+        if exc is None or isinstance(exc, (ConfigError, KeyboardInterrupt, SystemExit)) or not isinstance(exc, Exception):
+            return False
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ConfigError(self.param, f"cannot load model {self.model}: {type(exc).__name__}: {first_line}") from exc
 
 
 def closed_set_candidates(votes: list[Votes], names: list[str], per_segmenter: int = 2) -> list[list[str]]:

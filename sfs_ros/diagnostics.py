@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
+#: Latencies outside [0, MAX_LATENCY_S] seconds come from stamps on another clock, not from us.
+MAX_LATENCY_S = 60.0
+
 if TYPE_CHECKING:  # imports torch
     from sfs_core.open_vocab.worker import WorkerStats
 
@@ -30,6 +33,9 @@ class StatsWindow:
         latency_mean_ms, latency_max_ms: input ``header.stamp`` to the end of publishing, over the
             stamped frames of the window (None when there were none).
         processing_mean_ms: mean :meth:`sfs_core.pipeline.Pipeline.process` time over the window.
+        downscaled: frames above ``max_input_pixels``, downscaled before processing.
+        stamp_skew: processed frames whose stamp was in the future or over
+            :data:`MAX_LATENCY_S` old (bag loop, sim time, clock jump): left out of the latency.
     """
 
     received: int
@@ -44,6 +50,8 @@ class StatsWindow:
     latency_mean_ms: float | None
     latency_max_ms: float | None
     processing_mean_ms: float | None
+    downscaled: int = 0
+    stamp_skew: int = 0
 
     @property
     def fps(self) -> float:
@@ -58,6 +66,7 @@ class FrameStats:
         self._clock = clock
         self._lock = threading.Lock()
         self._received = self._processed = self._dropped = self._rejected = self._failed = 0
+        self._downscaled = self._stamp_skew = 0
         self._window_start = clock()
         self._window_processed = self._window_rejected = self._window_failed = 0
         self._latencies_ms: list[float] = []
@@ -78,12 +87,20 @@ class FrameStats:
             self._failed += 1
             self._window_failed += 1
 
+    def on_downscaled(self) -> None:
+        with self._lock:
+            self._downscaled += 1
+
     def on_processed(self, latency_ms: float | None, processing_ms: float) -> None:
-        """``latency_ms`` is None for frames without a stamp (latency unknown)."""
+        """``latency_ms`` is None for frames without a stamp (latency unknown). A latency below 0
+        or above :data:`MAX_LATENCY_S` (stamp from another clock) is counted as ``stamp_skew``
+        and left out of the statistics."""
         with self._lock:
             self._processed += 1
             self._window_processed += 1
-            if latency_ms is not None:
+            if latency_ms is not None and not 0.0 <= latency_ms <= MAX_LATENCY_S * 1e3:
+                self._stamp_skew += 1
+            elif latency_ms is not None:
                 self._latencies_ms.append(latency_ms)
             self._processing_ms.append(processing_ms)
 
@@ -101,6 +118,7 @@ class FrameStats:
                 latency_mean_ms=sum(latencies) / len(latencies) if latencies else None,
                 latency_max_ms=max(latencies) if latencies else None,
                 processing_mean_ms=sum(processing) / len(processing) if processing else None,
+                downscaled=self._downscaled, stamp_skew=self._stamp_skew,
             )
             self._window_start, self._latencies_ms, self._processing_ms = now, [], []
             self._window_processed = self._window_rejected = self._window_failed = 0
@@ -126,6 +144,8 @@ def diagnostic_status(window: StatsWindow, name: str, hardware_id: str, static: 
         "latency_mean_ms": _ms(window.latency_mean_ms),
         "latency_max_ms": _ms(window.latency_max_ms),
         "processing_mean_ms": _ms(window.processing_mean_ms),
+        "frames_downscaled": str(window.downscaled),
+        "frames_stamp_skew": str(window.stamp_skew),
         **static,
     }
     if window.window_rejected or window.window_failed:

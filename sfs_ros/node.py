@@ -190,7 +190,9 @@ class SfsNode(Node):
         name = self.get_fully_qualified_name()
         statuses = [diagnostic_status(
             self.stats.window(), name=f"{name}: semantic segmentation", hardware_id=str(self.pipeline.device),
-            static={**self._static_diagnostics, "label_classes": str(len(self.pipeline.label_table))},
+            static={**self._static_diagnostics, "label_classes": str(len(self.pipeline.label_table)),
+                    "masks_imgsz": str(self.pipeline.config.masks.imgsz),
+                    "oom_backoffs": str(self.pipeline.oom_backoffs)},
         )]
         if self.pipeline.open_vocab is not None:
             statuses.append(open_vocab_status(self.pipeline.open_vocab.stats(), f"{name}: open vocabulary",
@@ -211,6 +213,14 @@ class SfsNode(Node):
             self.get_logger().error(
                 f"skipping a frame from '{frame.topic}': {exc}", throttle_duration_sec=ERROR_THROTTLE_S)
             return
+        fitted = self.pipeline.fit_input(rgb)
+        if fitted is not rgb:
+            self.stats.on_downscaled()
+            self.get_logger().warning(
+                f"frame from '{frame.topic}' is {rgb.shape[1]}x{rgb.shape[0]}, above max_input_pixels="
+                f"{self.pipeline.config.max_input_pixels}: processed and published at {fitted.shape[1]}x{fitted.shape[0]}",
+                throttle_duration_sec=ERROR_THROTTLE_S)
+            rgb = fitted
         try:
             result = self.pipeline.process(rgb)
             self._publish(result, rgb, frame.msg.header)

@@ -22,6 +22,7 @@ import yaml
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import InvalidParameterException, InvalidParameterTypeException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from sfs_core.config import NODE_NAME, ConfigError, PipelineConfig
 from sfs_ros.qos import RELIABILITY
@@ -64,6 +65,10 @@ _DESCRIPTIONS = {
     "open_vocab.enabled": "run the asynchronous open-vocabulary branch (labels land on tracks a few frames later)",
     "open_vocab.mode": "clip: rank mask crops against the vocabulary; caption: BLIP captions, noun phrases, CLIP",
     "open_vocab.vocabulary": "built-in lists (coco, coco_things, ade20k, cityscapes), .txt files, or class names",
+    "max_input_pixels": "frames with more pixels are downscaled (aspect kept) before processing, and their "
+                        "outputs are published at the downscaled size; 0 = no limit",
+    "model_roots": "folders every model file must lie in (symlinks resolved); empty = anywhere. "
+                   "When set, hub ids and release names (downloads) are refused",
     "input.compressed": "also subscribe to image/compressed (sensor_msgs/CompressedImage)",
     "qos.reliability": "input reliability: best_effort (sensor data) or reliable",
     "qos.depth": "input history depth; every frame that reaches the node but is not processed counts as dropped",
@@ -187,6 +192,9 @@ def _declare(node: Node, name: str, default: Any) -> Any:
     """Declare one parameter (typed by ``default``) and return its value."""
     descriptor = ParameterDescriptor(description=describe(name), read_only=name not in RUNTIME_THRESHOLDS)
     try:
+        if isinstance(default, list) and not default:  # rclpy cannot infer a type from []
+            value = node.declare_parameter(name, Parameter.Type.STRING_ARRAY, descriptor).value
+            return [] if value is None else value
         return node.declare_parameter(name, default, descriptor).value
     except InvalidParameterTypeException:
         given = _overrides(node)[name]

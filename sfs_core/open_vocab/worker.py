@@ -19,8 +19,9 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ class Snapshot:
 
     @classmethod
     def from_frame(cls, image: np.ndarray, masks: torch.Tensor, tracks: FrameTracks,
-                   closed_set_candidates: Sequence[Sequence[str]] | None = None, stamp: float | None = None) -> "Snapshot":
+                   closed_set_candidates: Sequence[Sequence[str]] | None = None, stamp: float | None = None) -> Snapshot:
         """Snapshot of a frame the tracker has just updated (``tracks`` aligned with ``masks``)."""
         if masks.shape[0] != len(tracks):
             raise ValueError(f"{masks.shape[0]} masks but {len(tracks)} tracks")
@@ -110,6 +111,7 @@ class WorkerStats:
     results_dropped: int = 0  # the track had expired
     errors: int = 0
     last_error: str = ""
+    restarts: int = 0  # the thread died of an unexpected error and was started again
     busy_seconds: float = 0.0  # time spent in the labeler
     masks_per_second: float = 0.0  # masks_labelled / busy_seconds: the labeler's throughput
     result_age_last: float = math.nan  # apply time - snapshot stamp, of the last applied result
@@ -178,7 +180,7 @@ class OpenVocabWorker:
         self._age_sum = 0.0
 
     # ---- control ----------------------------------------------------------------------------------
-    def start(self) -> "OpenVocabWorker":
+    def start(self) -> OpenVocabWorker:
         if self.running:
             return self
         self._stop.clear()
@@ -202,7 +204,7 @@ class OpenVocabWorker:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def __enter__(self) -> "OpenVocabWorker":
+    def __enter__(self) -> OpenVocabWorker:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -217,6 +219,7 @@ class OpenVocabWorker:
     def submit(self, snapshot: Snapshot) -> bool:
         """Offer a snapshot; never blocks. Returns False when rate-limited or empty."""
         now = self.clock()
+        self._restart_if_crashed()
         with self._cond:
             self._stats.snapshots_submitted += 1
             if len(snapshot) == 0:
@@ -239,6 +242,18 @@ class OpenVocabWorker:
             return replace(s, running=self.running, queued=len(self._queue),
                            masks_per_second=s.masks_labelled / s.busy_seconds if s.busy_seconds > 0 else 0.0)
 
+    def _restart_if_crashed(self) -> None:
+        """Start the thread again when it died of an error (not when it was stopped); counted in
+        ``restarts``. Called from the per-frame path, so a crash costs one snapshot at most."""
+        thread = self._thread
+        if thread is None or thread.is_alive() or self._stop.is_set():
+            return
+        with self._cond:
+            self._stats.restarts += 1
+        log.error("the open-vocabulary worker thread died (%s); restarting it", self._stats.last_error)
+        self._thread = None
+        self.start()
+
     # ---- worker thread ----------------------------------------------------------------------------
     def _drop(self, snapshot: Snapshot) -> None:
         self._stats.snapshots_dropped += 1
@@ -259,10 +274,16 @@ class OpenVocabWorker:
     def _run(self) -> None:
         if self.config.threads > 0:
             torch.set_num_threads(self.config.threads)  # per thread with OpenMP: the per-frame path keeps its own
-        while not self._stop.is_set():
-            snapshot = self._next()
-            if snapshot is not None:
-                self._process(snapshot)
+        try:
+            while not self._stop.is_set():
+                snapshot = self._next()
+                if snapshot is not None:
+                    self._process(snapshot)
+        except Exception as err:  # a bug outside the labeler: the next submit() restarts the thread
+            log.exception("open-vocabulary worker thread crashed")
+            with self._cond:
+                self._stats.errors += 1
+                self._stats.last_error = f"{type(err).__name__}: {err}"
 
     def _process(self, snapshot: Snapshot) -> None:
         now = self.clock()
