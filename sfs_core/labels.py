@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import colorsys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Iterable
 
 import numpy as np
 

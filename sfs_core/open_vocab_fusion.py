@@ -80,7 +80,7 @@ class FusionThresholds:
     fallback_min_score: float = 0.1
 
     @classmethod
-    def from_config(cls, config) -> "FusionThresholds":
+    def from_config(cls, config) -> FusionThresholds:
         """From a :class:`~sfs_core.config.PipelineConfig`."""
         return cls(config.fusion.min_confidence, config.open_vocab.min_score, config.open_vocab.fallback_min_score)
 

@@ -12,8 +12,8 @@ mask with one ``roi_align`` and runs one CLIP image forward for all of them.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -16,7 +16,7 @@ Plurals map to a vocabulary name when their singular is one ("dogs" -> "dog").
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from sfs_core.vocabularies import normalize_label
 

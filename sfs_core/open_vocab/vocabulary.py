@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from sfs_core.vocabularies import COCO_THINGS_80, DATASET_VOCABULARIES, normalize_label
 

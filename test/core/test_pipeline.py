@@ -7,10 +7,10 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from tiny_segmenters import build_mask2former
 
 from sfs_core.labels import UNLABELED_ID, LabelSource
 from sfs_core.pipeline import Pipeline, instance_stats
-from tiny_segmenters import build_mask2former
 
 pytestmark = pytest.mark.slow
 
