@@ -6,7 +6,7 @@ import torch
 from tiny_segmenters import LABELS, build_mask2former, build_oneformer
 
 from sfs_core.closed_set import ClosedSetSegmenter
-from sfs_core.config import ClosedSetConfig, ConfigError, MaskGeneratorConfig
+from sfs_core.config import ClosedSetConfig, ConfigError
 from sfs_core.masks import MaskGenerator, letterbox_size
 
 pytestmark = pytest.mark.slow
