@@ -66,6 +66,7 @@ class LabelTable:
         self._names: list[str] = [UNLABELED, UNIDENTIFIED]
         self._ids: dict[str, int] = {UNLABELED: UNLABELED_ID, UNIDENTIFIED: UNIDENTIFIED_ID}
         self.version = 0
+        self._palette = np.zeros((0, 3), dtype=np.uint8)
         for name in names:
             self.add(name)
 
@@ -108,9 +109,11 @@ class LabelTable:
         return [LabelEntry(i, n, label_color(i)) for i, n in enumerate(self.names)]
 
     def palette(self, size: int | None = None) -> np.ndarray:
-        """``(max(len, size), 3)`` uint8 RGB colours indexed by class id."""
+        """``(max(len, size), 3)`` uint8 RGB colours indexed by class id (cached: ids never change colour)."""
         count = max(len(self), size or 0)
-        return np.array([label_color(i) for i in range(count)], dtype=np.uint8).reshape(-1, 3)
+        if len(self._palette) < count:
+            self._palette = np.array([label_color(i) for i in range(count)], dtype=np.uint8).reshape(-1, 3)
+        return self._palette[:count]
 
     def to_json(self) -> dict:
         return {
