@@ -67,6 +67,7 @@ def node_latency(params_file: Path, image: np.ndarray, seconds: float = 20.0, ra
                 sent += 1
                 time.sleep(max(0.0, start + sent * period - time.monotonic()))
             time.sleep(2.0)
+            peak_rss_mb = peak_rss(node_process.pid)
         finally:
             node_process.send_signal(signal.SIGINT)
             node_process.wait(30)
@@ -81,5 +82,13 @@ def node_latency(params_file: Path, image: np.ndarray, seconds: float = 20.0, ra
     return {
         "rate_hz": rate_hz, "frames_sent": sent, "frames_processed": len(latencies),
         "node_latency_p50_ms": statistics.median(ordered), "node_latency_p99_ms": ordered[int(0.99 * (len(ordered) - 1))],
-        "node_latency_max_ms": ordered[-1], "node_fps": len(latencies) / seconds,
+        "node_latency_max_ms": ordered[-1], "node_fps": len(latencies) / seconds, "node_peak_rss_mb": peak_rss_mb,
     }
+
+
+def peak_rss(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a process in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
