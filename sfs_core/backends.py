@@ -76,13 +76,16 @@ class ExportedRunner:
                 self._compiled.popitem(last=False)
         return request
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, x: np.ndarray, copy: bool = True) -> list[np.ndarray]:
+        """Outputs of one forward. ``copy=False`` may return views of the backend's buffers,
+        valid only until the next call (saves copying outputs that are reduced at once)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.backend == "onnxruntime":
             return self._session.run(None, {self._input: x})
         request = self._request_for(tuple(x.shape))
         request.infer({0: x})
-        return [request.get_output_tensor(i).data.copy() for i in range(len(request.model_outputs))]
+        outputs = [request.get_output_tensor(i).data for i in range(len(request.model_outputs))]
+        return [out.copy() for out in outputs] if copy else outputs
 
 
 def openvino_ir(onnx_path: Path) -> Path:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
+from sfs_core.cli_synthetic import add_init_synthetic_parser, init_synthetic_command
 from sfs_core.config import ConfigError, load_config
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
@@ -98,9 +100,13 @@ def _models_arguments(parser: argparse.ArgumentParser) -> None:
     init = sub.add_parser("init-random", help="write random-weight checkpoints of the real architectures (outputs are MEANINGLESS)")
     init.add_argument("folder", type=Path)
     init.add_argument("--seed", type=int, default=0)
-    export = sub.add_parser("export", help="export the configured FastSAM and SegFormer models for a CPU backend (cached)")
+    export = sub.add_parser("export", help="export the configured FastSAM and SegFormer models for a CPU backend (cached), "
+                                           "or static-shape ONNX files plus trtexec commands for TensorRT")
     add_config_arguments(export)
-    export.add_argument("--backend", choices=("openvino", "onnxruntime"), default="openvino")
+    export.add_argument("--backend", choices=("openvino", "onnxruntime", "tensorrt"), default="openvino")
+    export.add_argument("--out", type=Path, help="tensorrt only: folder for the ONNX files (and later the engines)")
+    export.add_argument("--image-size", default="640x480", help="tensorrt only: camera WxH the FastSAM engine is built for")
+    add_init_synthetic_parser(sub)
 
 
 @command("models", _models_arguments)
@@ -108,6 +114,8 @@ def models(args: argparse.Namespace) -> int:
     """Model files: random-weight checkpoints for tests (init-random), exports for fast CPU backends (export)."""
     if args.models_command == "export":
         return export_models(args)
+    if args.models_command == "init-synthetic":
+        return init_synthetic_command(args)
     from sfs_core.random_models import WARNING, init_random
     from sfs_core.runtime import configure_runtime
 
@@ -128,6 +136,8 @@ def export_models(args: argparse.Namespace) -> int:
     from sfs_core.pipeline import Pipeline
 
     config = config_from_args(args)
+    if args.backend == "tensorrt":
+        return export_tensorrt(config, args)
     config.device = "cpu"
     config.masks.backend = args.backend
     for seg in config.closed_set:
@@ -135,6 +145,20 @@ def export_models(args: argparse.Namespace) -> int:
     pipeline = Pipeline(config)
     for runner in [pipeline.mask_generator.runner, *(s.runner for s in pipeline.segmenters)]:
         print(f"{args.backend}: {runner.path}")
+    return 0
+
+
+def export_tensorrt(config, args: argparse.Namespace) -> int:
+    """Static-shape ONNX files and the trtexec commands that build engines (on the GPU machine)."""
+    from sfs_core.tensorrt import describe, export_for_tensorrt
+
+    if args.out is None:
+        raise ConfigError("--backend tensorrt needs --out FOLDER for the ONNX files")
+    try:
+        width, height = (int(v) for v in args.image_size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--image-size: expected WxH, got '{args.image_size}'") from None
+    print(describe(*export_for_tensorrt(config, args.out, (height, width))))
     return 0
 
 

@@ -78,6 +78,7 @@ class ClosedSetSegmenter:
         mean, std = _normalisation(config.model)
         self.mean = torch.tensor(mean, device=self.device, dtype=self.dtype).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device, dtype=self.dtype).view(1, 3, 1, 1) * 255
+        self._mean, self._std = self.mean.flatten().cpu().numpy(), self.std.flatten().cpu().numpy()  # numpy preprocessing
         self.task_inputs = _oneformer_task_inputs(config.model, model_config, param).to(self.device) if self.model_type == "oneformer" else None
 
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -95,6 +96,14 @@ class ClosedSetSegmenter:
             new_h, new_w = max(1, round(h0 * scale)), max(1, round(w0 * scale))
             pad_h, pad_w = math.ceil(new_h / 32) * 32, math.ceil(new_w / 32) * 32
         resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        if self.device.type == "cpu" and self.dtype == torch.float32:
+            # Channel by channel into the padded planar buffer: no HWC float copy, no permute.
+            x = np.zeros((1, 3, pad_h, pad_w), np.float32)
+            for c in range(3):
+                plane = x[0, c, :new_h, :new_w]
+                np.subtract(resized[:, :, c], self._mean[c], out=plane, dtype=np.float32)
+                np.divide(plane, self._std[c], out=plane)
+            return torch.from_numpy(x), (new_h, new_w)
         x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None].to(self.dtype)
         x = (x - self.mean) / self.std
         if (pad_h, pad_w) != (new_h, new_w):
@@ -106,23 +115,40 @@ class ClosedSetSegmenter:
         t0 = time.perf_counter()
         x, (new_h, new_w) = self.preprocess(image)
         if self.runner is not None:
-            class_map = torch.from_numpy(self.runner(x.numpy())[0][0]).argmax(0)
+            scores = self.runner(x.numpy(), copy=False)[0][0]  # (C, h/4, w/4), read before the next call
         elif self.model_type == "segformer":
-            logits = self.model(pixel_values=x).logits[0]  # (C, h/4, w/4)
-            class_map = logits.argmax(0)
+            scores = self.model(pixel_values=x).logits[0]  # (C, h/4, w/4)
         else:
             kwargs = {"task_inputs": self.task_inputs} if self.task_inputs is not None else {}
             out = self.model(pixel_values=x, **kwargs)
             classes = out.class_queries_logits[0].float().softmax(-1)[:, :-1]  # (Q, C), drop "no object"
             masks = out.masks_queries_logits[0].float().sigmoid()  # (Q, h/4, w/4)
-            class_map = torch.einsum("qc,qhw->chw", classes, masks).argmax(0)
+            scores = torch.einsum("qc,qhw->chw", classes, masks)
         ph, pw = x.shape[2:]
-        mh, mw = class_map.shape
+        mh, mw = scores.shape[1:]
         valid_h, valid_w = max(1, round(mh * new_h / ph)), max(1, round(mw * new_w / pw))
-        class_map = class_map[:valid_h, :valid_w]
+        scores = scores[:, :valid_h, :valid_w]
+        if isinstance(scores, np.ndarray) or scores.device.type == "cpu":
+            class_map = torch.from_numpy(argmax_channels(np.asarray(scores, dtype=np.float32)))
+        else:
+            class_map = scores.argmax(0)
         if timings is not None:
             timings[f"closed_set.{self.config.name}"] = (time.perf_counter() - t0) * 1e3
         return ClosedSetResult(class_map=class_map, vocabulary=self.vocabulary)
+
+
+def argmax_channels(scores: np.ndarray) -> np.ndarray:
+    """``(h, w)`` int64 index of the largest of ``C`` score maps ``(C, h, w)`` (the first on ties),
+    as ``scores.argmax(0)``: one pass per channel over a running maximum, ~3x faster on the CPU
+    than an argmax striding across channels."""
+    best = scores[0].copy()
+    index = np.zeros(best.shape, np.int64)
+    bigger = np.empty(best.shape, bool)
+    for k in range(1, scores.shape[0]):
+        np.greater(scores[k], best, out=bigger)
+        np.maximum(best, scores[k], out=best)
+        np.copyto(index, k, where=bigger)
+    return index
 
 
 def _load_model(model_type: str, source: str):

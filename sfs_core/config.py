@@ -270,9 +270,13 @@ class PipelineConfig:
         if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
             raise ConfigError("device", f"expected cpu, cuda, cuda:N or mps, got '{self.device}'")
         backends = ("auto", "torch", "onnxruntime", "openvino")
-        for name, backend in [("masks.backend", m.backend)] + [(f"closed_set.{s.name}.backend", s.backend) for s in self.closed_set]:
+        if m.backend == "tensorrt":  # FastSAM only: a TensorRT .engine on an NVIDIA GPU
+            if not self.device.startswith("cuda"):
+                raise ConfigError("masks.backend", f"tensorrt runs on an NVIDIA GPU: set device cuda (got '{self.device}')")
+        for name, backend in [("masks.backend", m.backend)] * (m.backend != "tensorrt") + [(f"closed_set.{s.name}.backend", s.backend) for s in self.closed_set]:
             if backend not in backends:
-                raise ConfigError(name, f"expected one of {', '.join(backends)}, got '{backend}'")
+                hint = " (tensorrt: masks.backend only)" if backend == "tensorrt" else ""
+                raise ConfigError(name, f"expected one of {', '.join(backends)}, got '{backend}'{hint}")
             if backend not in ("auto", "torch") and self.device != "cpu":
                 raise ConfigError(name, f"the {backend} backend runs on the CPU; use backend torch with device {self.device}")
         if self.precision not in ("auto", "f32"):

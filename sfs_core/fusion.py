@@ -2,7 +2,7 @@
 
 Everything here is resolution-agnostic and vectorised over masks and pixels: masks are an
 ``(N, h, w)`` bool tensor and class maps ``(h, w)`` int64 tensors of label-table ids at the same
-resolution. One ``index_add_`` counts every (mask, class) pair at once.
+resolution. One exact int8 product (:mod:`sfs_core.overlap`) counts every (mask, class) pair at once.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from sfs_core.labels import UNIDENTIFIED_ID, UNLABELED_ID, LabelSource
+from sfs_core.overlap import as_int8, overlap_counts
 
 
 @dataclass
@@ -24,21 +25,26 @@ class Votes:
     shares: torch.Tensor  # (N,) float32, that share in [0, 1]; 0 for empty masks
 
 
-def vote(masks: torch.Tensor, class_map: torch.Tensor, num_classes: int) -> Votes:
+def vote(masks: torch.Tensor, class_map: torch.Tensor, num_classes: int, flat: torch.Tensor | None = None) -> Votes:
     """Majority vote of ``class_map`` inside every mask.
 
     Args:
         masks: ``(N, h, w)`` bool.
         class_map: ``(h, w)`` int64 class ids in ``[0, num_classes)``.
+        flat: ``as_int8(masks)`` when the caller already has it.
     """
     n = masks.shape[0]
-    flat = masks.reshape(n, class_map.numel()).to(torch.float32)
+    flat = as_int8(masks) if flat is None else flat
+    # One overlap product against the one-hot rows of the classes present in the map.
+    ids = class_map.reshape(-1)
+    present = torch.bincount(ids, minlength=num_classes).nonzero().flatten()
+    onehot = (ids[None, :] == present[:, None]).view(torch.int8)  # (K, h*w); a compare beats an int8 scatter
     counts = torch.zeros(n, num_classes, dtype=torch.float32, device=masks.device)
-    counts.index_add_(1, class_map.reshape(-1), flat)
+    counts[:, present] = overlap_counts(flat, onehot)
     if n == 0:
         return Votes(counts=counts, labels=counts.new_zeros(0, dtype=torch.long), shares=counts.new_zeros(0))
     best, labels = counts.max(dim=1)
-    area = flat.sum(dim=1)
+    area = counts.sum(dim=1)  # every pixel has one class: (N, C) sums, not another (N, h*w) pass
     shares = torch.where(area > 0, best / area.clamp(min=1.0), torch.zeros_like(best))
     return Votes(counts=counts, labels=labels, shares=shares)
 
@@ -86,10 +92,14 @@ def paint_instances(masks: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
     n = masks.shape[0]
     if n == 0:
         return torch.zeros(masks.shape[1:], dtype=torch.long, device=masks.device)
-    dtype = torch.int16 if n < 32767 else torch.int32
+    # Ranks are unique: the top level alone names the mask (no argmax), and uint8 levels keep
+    # the (N, h, w) product small while they fit.
+    dtype = torch.uint8 if n < 255 else torch.int16 if n < 32767 else torch.int32
     level = (rank.to(dtype) + 1).view(n, 1, 1)
-    top, index = torch.where(masks, level, torch.zeros((), dtype=dtype, device=masks.device)).max(dim=0)
-    return torch.where(top > 0, index + 1, torch.zeros_like(index))
+    top = ((masks.view(torch.uint8) if dtype == torch.uint8 else masks.to(dtype)) * level).amax(dim=0)
+    owner = torch.zeros(n + 1, dtype=torch.long, device=masks.device)  # level -> 1 + mask index
+    owner[rank.long() + 1] = torch.arange(1, n + 1, device=masks.device)
+    return owner[top.long()]
 
 
 def label_instances(instance_map: torch.Tensor, class_ids: torch.Tensor, fill: torch.Tensor | None) -> torch.Tensor:

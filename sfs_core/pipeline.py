@@ -12,12 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from sfs_core.config import ConfigError, PipelineConfig
-from sfs_core.fusion import Votes, decide_closed_set, label_instances, paint_instances, paint_order, vote
-from sfs_core.labels import LabelSource, LabelTable
+from sfs_core.fusion import Votes, decide_closed_set, paint_instances, paint_order, vote
+from sfs_core.labels import UNLABELED_ID, LabelSource, LabelTable
 from sfs_core.open_vocab_fusion import FusionThresholds
+from sfs_core.overlap import as_int8
 from sfs_core.result import MaskRecord, SemanticResult
-from sfs_core.runtime import configure_runtime
+from sfs_core.runtime import configure_runtime, torch_threads
 from sfs_core.tracking import Tracker
+from sfs_core.upsample import nearest_upsample
 
 log = logging.getLogger(__name__)
 #: ``masks.imgsz`` is never halved below this by the out-of-memory back-off.
@@ -103,6 +105,12 @@ class Pipeline:
         self.oom_backoffs = 0
         # Model class id -> label-table id, one lookup tensor per segmenter.
         self.lookups = [torch.from_numpy(self.label_table.lookup(s.vocabulary)).to(self.device) for s in self.segmenters]
+        #: torch intra-op threads of :meth:`process` (0: unchanged). When every network runs on an
+        #: exported CPU backend, torch only post-processes small tensors: one thread, because a
+        #: 2-thread OpenMP region waits a whole scheduler slice whenever another process (or the
+        #: open-vocabulary worker) holds the second core: measured 2.5 ms -> 24 ms for one mask crop.
+        exported = self.mask_generator.runner is not None and all(s.runner is not None for s in self.segmenters)
+        self.post_threads = 1 if exported and self.device.type == "cpu" else 0
         self.tracker = Tracker(config.tracking, self.label_table, FusionThresholds.from_config(config))
         self._frame_size: tuple[int, int] | None = None
         self.independent_frames = independent_frames
@@ -158,12 +166,13 @@ class Pipeline:
         """
         check_image(image)
         image = self.fit_input(image)
-        try:
+        with torch_threads(self.post_threads):
+            try:
+                return self._process(image)
+            except torch.cuda.OutOfMemoryError as exc:
+                if not self._back_off(exc):
+                    raise
             return self._process(image)
-        except torch.cuda.OutOfMemoryError as exc:
-            if not self._back_off(exc):
-                raise
-        return self._process(image)
 
     def _back_off(self, exc: BaseException) -> bool:
         """After an out-of-memory error: free cached memory and halve ``masks.imgsz``; False when
@@ -190,46 +199,41 @@ class Pipeline:
         masks = self.mask_generator(image, timings)
         class_maps = [lookup[seg(image, timings).class_map] for seg, lookup in zip(self.segmenters, self.lookups)]
 
+        # Everything below runs at mask (prototype) resolution; one upsample at the end.
         t0 = time.perf_counter()
         work_size = tuple(masks.masks.shape[1:])
         num_classes = len(self.label_table)
-        votes: list[Votes] = [vote(masks.masks, resize_nearest(cm, work_size), num_classes) for cm in class_maps]
+        flat = as_int8(masks.masks)  # (N, h*w) int8 view, shared by voting and tracking
+        votes: list[Votes] = [vote(masks.masks, resize_nearest(cm, work_size), num_classes, flat) for cm in class_maps]
         decision = decide_closed_set(votes, self.config.fusion.min_confidence)
         t1 = time.perf_counter()
         if self.independent_frames or self._frame_size != (height, width):  # nothing to carry over
             self.tracker.reset()
             self._frame_size = (height, width)
-        tracks = self.tracker.update(masks.masks, decision.winners, decision.confidences)
+        tracks = self.tracker.update(masks.masks, decision.winners, decision.confidences, flat=flat)
         t2 = time.perf_counter()
         if self.open_vocab is not None:
             tracks = self.open_vocab.observe(image, masks.masks, tracks, closed_set_candidates(votes, self.label_table.names))
             timings["open_vocab"] = (time.perf_counter() - t2) * 1e3
         t3 = time.perf_counter()
-        class_ids = torch.from_numpy(tracks.class_ids()).to(self.device)
         scores = torch.tensor([label.score for label in tracks.labels], dtype=torch.float32, device=self.device)
-        instances = paint_instances(masks.masks, paint_order(scores, masks.masks.sum(dim=(1, 2))))
+        areas = votes[0].counts.sum(1)  # pixels per mask (each has one class)
+        instances = paint_instances(masks.masks, paint_order(scores, areas))
         timings["tracking"] = (t2 - t1) * 1e3
         timings["fusion"] = (t1 - t0 + time.perf_counter() - t3) * 1e3
 
         t0 = time.perf_counter()
-        instances = resize_nearest(instances, (height, width))
-        instances, visible = compact_instances(instances, len(masks))
-        fill = resize_nearest(class_maps[0], (height, width)) if self.config.fusion.fill_uncovered else None
-        label_map = label_instances(instances, class_ids[visible], fill)
-        records = self._records(instances, visible.tolist(), tracks, masks.scores[visible].tolist())
+        fill = class_maps[0] if self.config.fusion.fill_uncovered else None
+        label_map, instance_map, visible, stats = compose_maps(instances, tracks.class_ids(), fill, (height, width))
+        records = self._records(stats, visible.tolist(), tracks, masks.scores[torch.from_numpy(visible)].tolist())
         result = SemanticResult(
-            label_map=label_map.to(torch.int32).cpu().numpy().astype(np.uint16),
-            instance_map=instances.to(torch.int32).cpu().numpy().astype(np.uint16),
-            masks=records,
-            label_table=self.label_table,
-            timings=timings,
+            label_map=label_map, instance_map=instance_map, masks=records, label_table=self.label_table, timings=timings,
         )
         timings["paint"] = (time.perf_counter() - t0) * 1e3
         timings["total"] = (time.perf_counter() - t_start) * 1e3
         return result
 
-    def _records(self, instances: torch.Tensor, visible: list[int], tracks, mask_scores: list[float]) -> list[MaskRecord]:
-        stats = instance_stats(instances, len(visible))
+    def _records(self, stats: dict[str, np.ndarray], visible: list[int], tracks, mask_scores: list[float]) -> list[MaskRecord]:
         rows = zip(visible, mask_scores, stats["bbox"].tolist(), stats["area"].tolist(), stats["centroid"].tolist())
         records = []
         for i, mask_score, bbox, area, centroid in rows:
@@ -269,20 +273,44 @@ def closed_set_candidates(votes: list[Votes], names: list[str], per_segmenter: i
     return per_mask
 
 
-def compact_instances(instances: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Drop masks that won no pixel and renumber the rest ``1..K`` in their original order.
+def compose_maps(
+    instances: torch.Tensor, class_ids: np.ndarray, fill: torch.Tensor | None, size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The frame's published maps from the small instance map, with one nearest upsample each.
 
-    Returns the renumbered map and the indices (into the original masks) of the kept ones.
+    Args:
+        instances: ``(h, w)`` int, 0 or 1 + mask index (:func:`paint_instances`).
+        class_ids: ``(N,)`` label-table id of every mask.
+        fill: class map (any resolution) for pixels no mask covers, or None (``unlabeled``).
+        size: the frame's ``(H, W)``.
+
+    Returns:
+        ``label_map`` and ``instance_map`` ``(H, W)`` uint16, where masks that won no pixel are
+        dropped and the rest renumbered ``1..K`` in their order; ``visible`` ``(K,)`` int64, the
+        indices of the kept masks; and their exact area, bbox and centroid in ``instance_map``
+        (see :class:`~sfs_core.upsample.NearestUpsample`).
     """
-    area = torch.bincount(instances.reshape(-1), minlength=count + 1)[1:]
-    visible = torch.nonzero(area > 0).flatten()
-    remap = torch.zeros(count + 1, dtype=instances.dtype, device=instances.device)
-    remap[visible + 1] = torch.arange(1, visible.numel() + 1, dtype=instances.dtype, device=instances.device)
-    return remap[instances], visible
+    count = int(class_ids.shape[0])
+    small = instances.cpu().numpy()
+    up = nearest_upsample(small.shape, size)
+    stats = up.stats(small, count)
+    visible = np.flatnonzero(stats["area"] > 0)
+    remap = np.zeros(count + 1, np.uint16)  # old id -> new id (0 for masks that won nothing)
+    remap[visible + 1] = np.arange(1, visible.size + 1)
+    compact = remap[small]
+    lut = np.empty(visible.size + 1, np.uint16)  # new id -> class
+    lut[0] = UNLABELED_ID
+    lut[1:] = class_ids[visible]
+    instance_map, label_map = up(compact), up(lut[compact])
+    if fill is not None:
+        fill_small = fill.cpu().numpy().astype(np.uint16)
+        np.copyto(label_map, nearest_upsample(fill_small.shape, size)(fill_small), where=instance_map == 0)
+    return label_map, instance_map, visible, {k: v[visible] for k, v in stats.items()}
 
 
 def instance_stats(instances: torch.Tensor, count: int) -> dict[str, torch.Tensor]:
-    """Area, bbox ``(x, y, w, h)`` and centroid ``(x, y)`` of instances ``1..count``, in one pass."""
+    """Area, bbox ``(x, y, w, h)`` and centroid ``(x, y)`` of instances ``1..count``, in one pass
+    over a full-resolution map (the reference that :meth:`NearestUpsample.stats` matches)."""
     h, w = instances.shape
     flat = instances.reshape(-1)
     ys = torch.arange(h, device=instances.device).repeat_interleave(w)

@@ -1,7 +1,7 @@
 """Mask tracking across frames: stable track ids, and labels that live on tracks.
 
 Each frame's masks are matched to the live tracks by mask IoU. All pairs are scored at once (one
-matrix product of the flattened masks) and assigned with the Hungarian method
+exact int8 matrix product of the flattened masks, :mod:`sfs_core.overlap`) and assigned with the Hungarian method
 (``scipy.optimize.linear_sum_assignment``); pairs below ``iou_threshold`` stay unmatched. A track
 that goes unmatched for more than ``max_missed`` consecutive frames expires. Track ids start at 1,
 only grow, and are never reused.
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from sfs_core.config import TrackerConfig
 from sfs_core.labels import LabelTable
 from sfs_core.open_vocab_fusion import ClosedSetLabel, FusionThresholds, OpenVocabLabels, TrackLabel, fuse_labels
+from sfs_core.overlap import as_int8, overlap_counts, pixel_counts
 
 
 @dataclass
@@ -85,13 +86,15 @@ class FrameTracks:
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of every pair: ``a`` ``(N, h, w)`` and ``b`` ``(M, h, w)`` bool on one device give
     ``(N, M)`` float32 (0 where both masks are empty). One matmul of the flattened masks."""
-    fa, fb = a.flatten(1).float(), b.flatten(1).float()
-    return _iou(fa, fa.sum(1), fb, fb.sum(1))
+    fa, fb = as_int8(a), as_int8(b)
+    return _iou(fa, pixel_counts(fa), fb, pixel_counts(fb))
+
+
 
 
 def _iou(fa: torch.Tensor, pa: torch.Tensor, fb: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
-    """:func:`mask_iou` of flattened float masks ``(N, P)``, ``(M, P)`` with their pixel counts."""
-    inter = fa @ fb.T
+    """:func:`mask_iou` of flattened int8 0/1 masks ``(N, P)``, ``(M, P)`` with their pixel counts."""
+    inter = overlap_counts(fa, fb)
     union = pa[:, None] + pb[None, :] - inter
     return torch.where(union > 0, inter / union.clamp(min=1.0), torch.zeros_like(inter))
 
@@ -130,7 +133,7 @@ class Tracker:
         self.thresholds = thresholds or FusionThresholds()
         self._lock = threading.RLock()
         self._tracks: list[Track] = []
-        self._flat = torch.zeros(0, 0)  # (M, P) float32 masks of self._tracks, flattened
+        self._flat = torch.zeros(0, 0, dtype=torch.int8)  # (M, P) int8 0/1 masks of self._tracks, flattened
         self._pixels = torch.zeros(0)  # (M,) their pixel counts
         self._next_id = 1
         self._frame = -1
@@ -142,6 +145,7 @@ class Tracker:
         masks: torch.Tensor,
         class_ids: Sequence[int] | torch.Tensor | np.ndarray | None = None,
         confidences: Sequence[float] | torch.Tensor | np.ndarray | None = None,
+        flat: torch.Tensor | None = None,
     ) -> FrameTracks:
         """Match this frame's masks to tracks, create tracks for the rest, expire stale ones.
 
@@ -150,6 +154,8 @@ class Tracker:
             class_ids: ``(N,)`` the closed-set winner of each mask (label-table ids, even when
                 below the confidence threshold), or None when there is no closed set.
             confidences: ``(N,)`` the winners' confidences in ``[0, 1]``.
+            flat: ``(N, h*w)`` int8 0/1 ``masks`` flattened (:func:`sfs_core.overlap.as_int8`), when
+                the caller already has it; used when ``masks`` are at the tracker's resolution.
 
         Returns:
             :class:`FrameTracks` aligned with ``masks``.
@@ -162,12 +168,16 @@ class Tracker:
             self._frame += 1
             frame = self._frame
             work = self._to_work_size(masks)
-            flat = work.flatten(1).float()  # (N, P)
-            pixels = flat.sum(1)
+            if flat is None or tuple(work.shape[1:]) != tuple(masks.shape[1:]) or flat.shape[0] != n:
+                flat = as_int8(work)  # (N, P), a view of the bool masks
+            flat = flat.cpu()
+            pixels = pixel_counts(flat)
             areas = (pixels / max(1, flat.shape[1])).double().numpy()
             nonempty = (pixels > 0).numpy()  # empty masks get no track
             valid = torch.from_numpy(np.flatnonzero(nonempty))
-            iou = _iou(flat[valid], pixels[valid], self._flat, self._pixels)
+            # Row gathers with index_select: advanced indexing of int8 rows is ~30x slower.
+            candidates = flat if valid.numel() == n else flat.index_select(0, valid)  # no copy when none is empty
+            iou = _iou(candidates, pixels[valid], self._flat, self._pixels)
             rows, cols = match(iou, self.config.iou_threshold)
             rows = valid[torch.from_numpy(rows)].numpy()
             track_of = np.full(n, -1, dtype=np.int64)
@@ -194,20 +204,20 @@ class Tracker:
                 out.append(track)
 
             # Tracks matched now take this frame's mask; unmatched ones age and may expire.
-            self._flat[torch.from_numpy(cols)] = flat[torch.from_numpy(rows)]
-            self._pixels[torch.from_numpy(cols)] = pixels[torch.from_numpy(rows)]
+            self._flat.numpy()[cols] = flat.numpy()[rows]  # numpy row copies: memcpy speed (CPU tensors)
+            self._pixels.numpy()[cols] = pixels.numpy()[rows]
             for track, seen in zip(self._tracks, matched):
                 track.missed = 0 if seen else track.missed + 1
             keep = [t.missed <= self.config.max_missed for t in self._tracks]
             expired = [t.track_id for t, k in zip(self._tracks, keep) if not k]
             self._tracks = [t for t, k in zip(self._tracks, keep) if k] + [out[i] for i in new_rows]
             if expired:
-                keep_index = torch.tensor(keep, dtype=torch.bool)
-                self._flat, self._pixels = self._flat[keep_index], self._pixels[keep_index]
+                keep_index = torch.from_numpy(np.flatnonzero(keep))
+                self._flat, self._pixels = self._flat.index_select(0, keep_index), self._pixels.index_select(0, keep_index)
             if new_rows:
                 new_index = torch.tensor(new_rows, dtype=torch.long)
-                self._flat = torch.cat([self._flat, flat[new_index]])
-                self._pixels = torch.cat([self._pixels, pixels[new_index]])
+                self._flat = torch.cat([self._flat, flat.index_select(0, new_index)])
+                self._pixels = torch.cat([self._pixels, pixels.index_select(0, new_index)])
             return FrameTracks(
                 frame_index=frame,
                 track_ids=np.array([t.track_id if t else 0 for t in out], dtype=np.int64),
@@ -275,7 +285,7 @@ class Tracker:
         """Forget all tracks and the resolution (ids keep growing: they are never reused)."""
         with self._lock:
             self._tracks, self._size = [], None
-            self._flat, self._pixels = torch.zeros(0, 0), torch.zeros(0)
+            self._flat, self._pixels = torch.zeros(0, 0, dtype=torch.int8), torch.zeros(0)
 
     # ---- internals ------------------------------------------------------------------------------
     def _fuse(self, closed: ClosedSetLabel | None, open_vocab: OpenVocabLabels | None) -> TrackLabel:
@@ -297,7 +307,7 @@ class Tracker:
         if self._size is None:
             scale = min(1.0, self.config.max_side / max(h, w))
             self._size = (max(1, round(h * scale)), max(1, round(w * scale)))
-            self._flat = torch.zeros(0, self._size[0] * self._size[1])
+            self._flat = torch.zeros(0, self._size[0] * self._size[1], dtype=torch.int8)
         th, tw = self._size
         if abs(h / w - th / tw) > 0.02 * th / tw + 1.0 / min(th, tw):
             raise ValueError(

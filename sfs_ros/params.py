@@ -58,7 +58,7 @@ _DESCRIPTIONS = {
                              "in [0, 1], changeable at run time",
     "fusion.fill_uncovered": "pixels no mask covers take the first segmenter's label (false: unlabeled)",
     "precision": "auto: fp16 on CUDA, bf16 where OpenVINO supports it; f32: full precision everywhere",
-    "masks.backend": "auto (OpenVINO on CPU, torch on GPU), torch, onnxruntime or openvino",
+    "masks.backend": "auto (OpenVINO on CPU, torch on GPU), torch, onnxruntime, openvino, or tensorrt (a FastSAM .engine on CUDA)",
     "tracking.iou_threshold": "least mask IoU for a mask to continue a track",
     "tracking.max_missed": "frames a track may go unseen before it expires",
     "tracking.max_side": "masks are compared at most this many pixels on their long side",
