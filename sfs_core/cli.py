@@ -153,11 +153,13 @@ def export_tensorrt(config, args: argparse.Namespace) -> int:
     from sfs_core.tensorrt import describe, export_for_tensorrt
 
     if args.out is None:
-        raise ConfigError("--backend tensorrt needs --out FOLDER for the ONNX files")
+        print("error: --backend tensorrt needs --out FOLDER for the ONNX files", file=sys.stderr)
+        return 2
     try:
         width, height = (int(v) for v in args.image_size.lower().split("x"))
     except ValueError:
-        raise ConfigError(f"--image-size: expected WxH, got '{args.image_size}'") from None
+        print(f"error: --image-size: expected WxH, got '{args.image_size}'", file=sys.stderr)
+        return 2
     print(describe(*export_for_tensorrt(config, args.out, (height, width))))
     return 0
 
