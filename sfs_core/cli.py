@@ -106,6 +106,7 @@ def _models_arguments(parser: argparse.ArgumentParser) -> None:
     export.add_argument("--backend", choices=("openvino", "onnxruntime", "tensorrt"), default="openvino")
     export.add_argument("--out", type=Path, help="tensorrt only: folder for the ONNX files (and later the engines)")
     export.add_argument("--image-size", default="640x480", help="tensorrt only: camera WxH the FastSAM engine is built for")
+    export.add_argument("--no-fp16", dest="fp16", action="store_false", help="tensorrt only: build fp32 engines")
     add_init_synthetic_parser(sub)
 
 
@@ -150,6 +151,7 @@ def export_models(args: argparse.Namespace) -> int:
 
 def export_tensorrt(config, args: argparse.Namespace) -> int:
     """Static-shape ONNX files and the trtexec commands that build engines (on the GPU machine)."""
+    from sfs_core.runtime import configure_runtime
     from sfs_core.tensorrt import describe, export_for_tensorrt
 
     if args.out is None:
@@ -160,7 +162,8 @@ def export_tensorrt(config, args: argparse.Namespace) -> int:
     except ValueError:
         print(f"error: --image-size: expected WxH, got '{args.image_size}'", file=sys.stderr)
         return 2
-    print(describe(*export_for_tensorrt(config, args.out, (height, width))))
+    configure_runtime(config.offline, config.cache_dir)
+    print(describe(*export_for_tensorrt(config, args.out, (height, width), args.fp16)))
     return 0
 
 

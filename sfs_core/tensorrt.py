@@ -16,7 +16,6 @@ supported here); keep them on ``backend: torch`` (fp16 on CUDA).
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import shutil
 import sys
@@ -114,28 +113,10 @@ def describe(plans: list[EnginePlan], skipped: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sfs_core.config import ConfigError, load_config
-    from sfs_core.runtime import configure_runtime
+    """``python -m sfs_core.tensorrt ARGS``: the same as ``sfs models export --backend tensorrt ARGS``."""
+    from sfs_core.cli import main as sfs_main
 
-    parser = argparse.ArgumentParser(prog="python -m sfs_core.tensorrt", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", type=Path, required=True, help="pipeline YAML (the models to export)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the ONNX files (and later the engines)")
-    parser.add_argument("--image-size", default="640x480", help="camera WxH the FastSAM engine is built for (default 640x480)")
-    parser.add_argument("--no-fp16", dest="fp16", action="store_false", help="build fp32 engines")
-    args = parser.parse_args(argv)
-    try:
-        width, height = (int(v) for v in args.image_size.lower().split("x"))
-    except ValueError:
-        parser.error(f"--image-size: expected WxH, got '{args.image_size}'")
-    try:
-        config = load_config(args.config)
-        configure_runtime(config.offline, config.cache_dir)
-        plans, skipped = export_for_tensorrt(config, args.out, (height, width), args.fp16)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(describe(plans, skipped))
-    return 0
+    return sfs_main(["models", "export", "--backend", "tensorrt", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -108,3 +108,8 @@ def test_cli_tensorrt_export_needs_an_output_folder(random_config, capsys):
 
     assert main(["models", "export", "--backend", "tensorrt", "--config", str(random_config)]) == 2
     assert "--backend tensorrt needs --out FOLDER" in capsys.readouterr().err
+
+
+def test_module_entry_point_is_the_cli_command(random_config, capsys):
+    assert tensorrt.main(["--config", str(random_config)]) == 2  # python -m sfs_core.tensorrt, no --out
+    assert "--backend tensorrt needs --out FOLDER" in capsys.readouterr().err
