@@ -76,11 +76,14 @@ def test_two_cameras_30_hz_soak_with_open_vocab(start_sfs_node, any_namespace_co
     diagnostics = probe.collect(DiagnosticArray, "/diagnostics", 50)
     masks = {cam: Arrivals() for cam in CAMERAS}
     semantic = {cam: Arrivals() for cam in CAMERAS}
+    subscriptions = []
     for cam in CAMERAS:
-        probe.node.create_subscription(sfs_msgs.LabeledMaskArray, f"/{cam}/sfs_node/masks", masks[cam], RELIABLE)
-        probe.node.create_subscription(Image, f"/{cam}/sfs_node/semantic", semantic[cam], RELIABLE)
+        subscriptions.append(probe.node.create_subscription(sfs_msgs.LabeledMaskArray, f"/{cam}/sfs_node/masks", masks[cam], RELIABLE))
+        subscriptions.append(probe.node.create_subscription(Image, f"/{cam}/sfs_node/semantic", semantic[cam], RELIABLE))
     cameras = {cam: probe.node.create_publisher(Image, f"/{cam}/image", RELIABLE) for cam in CAMERAS}
+    # Both directions discovered before the soak starts (a loaded CI machine can take seconds).
     assert wait_until(lambda: all(p.get_subscription_count() for p in cameras.values()), 30)
+    assert wait_until(lambda: all(s.get_publisher_count() for s in subscriptions), 30)
 
     frames = [cv2.resize(f, SIZE[::-1]) for f in photo_frames]
     sent: dict[str, set] = {cam: set() for cam in CAMERAS}
@@ -125,7 +128,7 @@ def test_two_cameras_30_hz_soak_with_open_vocab(start_sfs_node, any_namespace_co
     for cam in CAMERAS:
         own = f"{cam}_optical"
         arrivals = masks[cam].snapshot()
-        assert len(arrivals) >= 10, f"/{cam}: only {len(arrivals)} ~/masks messages"
+        assert len(arrivals) >= 10, f"/{cam}: only {len(arrivals)} ~/masks messages; node log:\n{nodes[cam].log()[-3000:]}"
         for _, msg in arrivals:  # no cross-talk, and well-formed
             assert msg.header.frame_id == own and stamp_of(msg) in sent[cam], (cam, msg.header)
             for mask in msg.masks:
