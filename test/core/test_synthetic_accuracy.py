@@ -180,3 +180,14 @@ def test_broken_tracking_fails_the_replay_threshold(world, tmp_path, monkeypatch
     miou, per_class = _replay(world, tmp_path / "replay")
     print(f"replay mIoU with crossed tracks {miou:.3f}", per_class)
     assert miou < REPLAY_MIOU
+
+
+def test_ablation_rows_and_table(world, val):
+    from sfs_core.synthetic.measure import ABLATION, ablation, ablation_table
+
+    rows = ablation(world.config, val[:8], NOVEL)
+    assert [r["row"] for r in rows] == list(ABLATION)
+    assert rows[0]["iou_novel"] <= NOVEL_IOU_CLOSED_SET_MAX < rows[1]["iou_novel"]
+    assert all(r["ms_per_frame"] > 0 for r in rows)
+    table = ablation_table(rows).splitlines()
+    assert len(table) == 2 + len(rows) and table[2].startswith("| closed set only")
