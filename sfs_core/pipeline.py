@@ -17,7 +17,7 @@ from sfs_core.labels import UNLABELED_ID, LabelSource, LabelTable
 from sfs_core.open_vocab_fusion import FusionThresholds
 from sfs_core.overlap import as_int8
 from sfs_core.result import MaskRecord, SemanticResult
-from sfs_core.runtime import configure_runtime, torch_threads
+from sfs_core.runtime import configure_runtime
 from sfs_core.tracking import Tracker
 from sfs_core.upsample import nearest_upsample
 
@@ -105,12 +105,6 @@ class Pipeline:
         self.oom_backoffs = 0
         # Model class id -> label-table id, one lookup tensor per segmenter.
         self.lookups = [torch.from_numpy(self.label_table.lookup(s.vocabulary)).to(self.device) for s in self.segmenters]
-        #: torch intra-op threads of :meth:`process` (0: unchanged). When every network runs on an
-        #: exported CPU backend, torch only post-processes small tensors: one thread, because a
-        #: 2-thread OpenMP region waits a whole scheduler slice whenever another process (or the
-        #: open-vocabulary worker) holds the second core: measured 2.5 ms -> 24 ms for one mask crop.
-        exported = self.mask_generator.runner is not None and all(s.runner is not None for s in self.segmenters)
-        self.post_threads = 1 if exported and self.device.type == "cpu" else 0
         self.tracker = Tracker(config.tracking, self.label_table, FusionThresholds.from_config(config))
         self._frame_size: tuple[int, int] | None = None
         self.independent_frames = independent_frames
@@ -166,13 +160,12 @@ class Pipeline:
         """
         check_image(image)
         image = self.fit_input(image)
-        with torch_threads(self.post_threads):
-            try:
-                return self._process(image)
-            except torch.cuda.OutOfMemoryError as exc:
-                if not self._back_off(exc):
-                    raise
+        try:
             return self._process(image)
+        except torch.cuda.OutOfMemoryError as exc:
+            if not self._back_off(exc):
+                raise
+        return self._process(image)
 
     def _back_off(self, exc: BaseException) -> bool:
         """After an out-of-memory error: free cached memory and halve ``masks.imgsz``; False when

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "False"}
@@ -29,20 +27,3 @@ def configure_runtime(offline: bool, cache_dir: str | os.PathLike, threads: int 
         import torch
 
         torch.set_num_threads(threads)
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run the block with ``count`` torch intra-op threads in the calling thread (OpenMP keeps
-    the setting per thread), then restore it; ``count`` 0 changes nothing."""
-    import torch
-
-    before = torch.get_num_threads()
-    if count <= 0 or count == before:
-        yield
-        return
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
