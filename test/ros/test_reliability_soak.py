@@ -68,7 +68,11 @@ def status_values(diagnostics, name: str) -> dict[str, str]:
     return {}
 
 
-def test_two_cameras_30_hz_soak_with_open_vocab(start_sfs_node, any_namespace_config, probe, sfs_msgs, photo_frames):
+def test_two_cameras_30_hz_soak_with_open_vocab(start_sfs_node, any_namespace_config, probe, sfs_msgs, photo_frames, monkeypatch):
+    # UDP only for these nodes: in full runs, shared-memory segments left by nodes that earlier
+    # tests killed made a node fail "init_port fastrtps_port700x: open_and_lock_file" and receive
+    # nothing (2 of 5 fresh CI runs).
+    monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "UDPv4")
     nodes = {cam: start_sfs_node("--params-file", str(any_namespace_config), "-r", f"__ns:=/{cam}", *ARGS) for cam in CAMERAS}
     for cam, node in nodes.items():
         if not node.wait_for_log("ready:", timeout=300):
