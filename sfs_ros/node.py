@@ -5,7 +5,8 @@ Threads:
 * the executor thread runs the subscription callbacks (they only store the newest frame in a
   :class:`~sfs_ros.frame_slot.LatestFrameSlot`), the parameter callback and the diagnostics timer;
 * the worker thread takes the newest frame, decodes it, runs the pipeline and publishes;
-* the main thread waits for SIGINT/SIGTERM and then shuts down in a safe order.
+* the main thread waits for SIGINT/SIGTERM and then shuts down in a safe order;
+* SIGUSR1 prints every thread's stack to stderr (for a node that seems stuck).
 
 Topics (names relative, so namespaces and remapping work):
 
@@ -20,6 +21,7 @@ are only built while someone subscribes to them.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -295,6 +297,7 @@ def main(args: Sequence[str] | None = None) -> int:
     handled = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN]
     for signum in handled:
         signal.signal(signum, shutdown)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: every thread's stack to stderr
     node: SfsNode | None = None
     executor: SingleThreadedExecutor | None = None
     spin_thread: threading.Thread | None = None

@@ -110,6 +110,15 @@ class NodeProcess:
         found = wait_until(lambda: text in self.log() or self.process.poll() is not None, timeout, interval=0.2)
         return bool(found) and text in self.log()
 
+    def thread_stacks(self, wait: float = 1.0) -> str:
+        """Every thread's stack, as the node prints it on SIGUSR1 (the log's new part)."""
+        if self.process.poll() is not None:
+            return "(process has exited)"
+        before = len(self.log())
+        os.kill(self.pid, signal.SIGUSR1)
+        time.sleep(wait)
+        return self.log()[before:]
+
     def rss_bytes(self) -> int:
         return psutil.Process(self.pid).memory_info().rss
 
@@ -131,8 +140,12 @@ class NodeProcess:
             return None
 
     def close(self) -> None:
-        """Kill the process if it still runs, and close the log."""
-        if self.process.poll() is None:
+        """Stop the process if it still runs (SIGINT, SIGKILL after 10 s), and close the log.
+
+        A graceful stop matters for the tests that follow: a killed node's DDS participant stays
+        in the others' discovery data until its lease expires, and a node started next can take
+        over its ports (the soak's first node then received nothing in some CI runs)."""
+        if self.process.poll() is None and self.stop(signal.SIGINT, timeout=10.0)[0] is None:
             os.kill(self.pid, signal.SIGKILL)
             self.process.wait()
         self._log_file.close()

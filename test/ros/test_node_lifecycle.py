@@ -1,4 +1,4 @@
-"""Start-up and shutdown of the installed sfs_node: bad parameters, default QoS, SIGINT."""
+"""Start-up and shutdown of the installed sfs_node: bad parameters, default QoS, SIGUSR1, SIGINT."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_bad_parameter_stops_with_one_clear_error(run_sfs_node, any_namespace_co
     assert "Traceback" not in log
 
 
-def test_default_qos_is_sensor_data_and_sigint_exits_cleanly_while_busy(run_sfs_node, any_namespace_config, probe,
+def test_default_qos_is_sensor_data_stacks_on_sigusr1_and_sigint_exits_cleanly_while_busy(run_sfs_node, any_namespace_config, probe,
                                                                         sfs_msgs, photo_frames):
     from sfs_ros.messages import image_msg
 
@@ -63,6 +63,10 @@ def test_default_qos_is_sensor_data_and_sigint_exits_cleanly_while_busy(run_sfs_
         assert wait_until(masks.latest, 90), "no ~/masks from best-effort input"
         first = stamp_of(masks.latest())
         assert wait_until(lambda: stamp_of(masks.latest()) != first, 30), "the node stopped after one frame"
+        stacks = node.thread_stacks()  # SIGUSR1: a stack dump, and the node goes on
+        assert "sfs_worker" in stacks or "_run_worker" in stacks, stacks
+        after_dump = stamp_of(masks.latest())
+        assert wait_until(lambda: stamp_of(masks.latest()) != after_dump, 30), "the node stopped after SIGUSR1"
         code, seconds = node.stop(signal.SIGINT)
     finally:
         stop.set()

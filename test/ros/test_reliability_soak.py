@@ -132,7 +132,13 @@ def test_two_cameras_30_hz_soak_with_open_vocab(start_sfs_node, any_namespace_co
     for cam in CAMERAS:
         own = f"{cam}_optical"
         arrivals = masks[cam].snapshot()
-        assert len(arrivals) >= 10, f"/{cam}: only {len(arrivals)} ~/masks messages; node log:\n{nodes[cam].log()[-3000:]}"
+        values = status_values(diagnostics, f"/{cam}/sfs_node: semantic segmentation")
+        ov = status_values(diagnostics, f"/{cam}/sfs_node: open vocabulary")
+        if len(arrivals) < 10:
+            graph = probe.node.get_subscriptions_info_by_topic(f"/{cam}/sfs_node/masks")
+            pytest.fail(f"/{cam}: only {len(arrivals)} ~/masks messages; the node's diagnostics: {values} {ov}; "
+                        f"subscriptions to its ~/masks: {[(i.node_namespace, i.node_name) for i in graph]}; "
+                        f"node log:\n{nodes[cam].log()[-3000:]}\nthread stacks:\n{nodes[cam].thread_stacks()}")
         for _, msg in arrivals:  # no cross-talk, and well-formed
             assert msg.header.frame_id == own and stamp_of(msg) in sent[cam], (cam, msg.header)
             for mask in msg.masks:
@@ -146,8 +152,6 @@ def test_two_cameras_30_hz_soak_with_open_vocab(start_sfs_node, any_namespace_co
 
         latencies = np.array([t - (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9) for t, m in arrivals]) * 1e3
         p50, p99 = np.percentile(latencies, [50, 99])
-        values = status_values(diagnostics, f"/{cam}/sfs_node: semantic segmentation")
-        ov = status_values(diagnostics, f"/{cam}/sfs_node: open vocabulary")
         received, processed, dropped = (int(values[f"frames_{k}"]) for k in ("received", "processed", "dropped"))
         rejected, failed = int(values["frames_rejected"]), int(values["frames_failed"])
         accounted = processed + dropped + rejected + failed
