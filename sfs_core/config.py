@@ -179,6 +179,11 @@ class OpenVocabConfig:
             check_model_source(p + "caption_model", self.caption_model, offline, hub_ok=bool(_HUB_ID.match(self.caption_model)))
 
 
+#: ``auto``: fp16 on CUDA; on the CPU with OpenVINO, FastSAM quantized to int8 (NNCF, see
+#: :mod:`sfs_core.quantize`) and the closed set in bf16 where supported. ``half``: the same
+#: without quantization. ``f32``: full precision everywhere.
+PRECISIONS = ("auto", "half", "f32")
+
 @dataclass
 class PipelineConfig:
     masks: MaskGeneratorConfig = field(default_factory=MaskGeneratorConfig)
@@ -191,6 +196,8 @@ class PipelineConfig:
     cache_dir: str = "~/.cache/sfs_ros"
     threads: int = 0
     precision: str = "auto"
+    #: Folder of frames to calibrate FastSAM's int8 quantization on (precision auto, CPU); empty: sample photos.
+    calibration_images: str = ""
     #: Frames with more pixels are downscaled (aspect kept) before processing; 0 = no limit.
     max_input_pixels: int = 8_294_400  # 3840 x 2160
     #: Folders model files must lie in (empty: anywhere); hub ids are refused when set.
@@ -224,7 +231,7 @@ class PipelineConfig:
         if not isinstance(roots, (list, tuple)) or not all(isinstance(r, str) and r for r in roots):
             raise ConfigError("model_roots", f"expected a list of folders, got {roots!r}")
         cfg.model_roots = [resolve_model_path(r, base_dir or Path.cwd()) for r in roots]
-        for f in ("device", "offline", "cache_dir", "threads", "precision", "max_input_pixels"):
+        for f in ("device", "offline", "cache_dir", "threads", "precision", "calibration_images", "max_input_pixels"):
             if f in params:
                 setattr(cfg, f, _coerce(f, params.pop(f), type(getattr(cfg, f))))
         cfg.extra = params
@@ -232,6 +239,8 @@ class PipelineConfig:
             cfg.masks.model = resolve_model_path(cfg.masks.model, base_dir)
             for seg in cfg.closed_set:
                 seg.model = resolve_model_path(seg.model, base_dir)
+            if cfg.calibration_images:
+                cfg.calibration_images = resolve_model_path(cfg.calibration_images, base_dir)
         return cfg
 
     def to_params(self) -> dict[str, Any]:
@@ -245,7 +254,7 @@ class PipelineConfig:
         out.update(self.open_vocab.to_params())
         out.update(
             device=self.device, offline=self.offline, cache_dir=self.cache_dir, threads=self.threads, precision=self.precision,
-            max_input_pixels=self.max_input_pixels, model_roots=list(self.model_roots),
+            calibration_images=self.calibration_images, max_input_pixels=self.max_input_pixels, model_roots=list(self.model_roots),
         )
         out.update(self.extra)
         return out
@@ -279,8 +288,8 @@ class PipelineConfig:
                 raise ConfigError(name, f"expected one of {', '.join(backends)}, got '{backend}'{hint}")
             if backend not in ("auto", "torch") and self.device != "cpu":
                 raise ConfigError(name, f"the {backend} backend runs on the CPU; use backend torch with device {self.device}")
-        if self.precision not in ("auto", "f32"):
-            raise ConfigError("precision", f"expected auto or f32, got '{self.precision}'")
+        if self.precision not in PRECISIONS:
+            raise ConfigError("precision", f"expected one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         if self.threads < 0:
             raise ConfigError("threads", f"must be >= 0 (0 = torch default), got {self.threads}")
         if self.max_input_pixels < 0:

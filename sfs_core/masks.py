@@ -65,13 +65,13 @@ class MaskGenerator:
 
     def __init__(
         self, config: MaskGeneratorConfig, device: str = "cpu", cache_dir: str = "~/.cache/sfs_ros",
-        threads: int = 0, precision: str = "auto",
+        threads: int = 0, precision: str = "auto", calibration_images: str = "",
     ) -> None:
         self.config = config
         self.device = torch.device(device)
         self.stride = 32
         self.end2end = False
-        self.half = self.device.type == "cuda" and precision == "auto"
+        self.half = self.device.type == "cuda" and precision in ("auto", "half")
         self.runner: ExportedRunner | None = None
         self.engine = None  # ultralytics AutoBackend of a TensorRT engine (backend tensorrt)
         self.backend = resolve_backend(config.backend, device)
@@ -81,7 +81,7 @@ class MaskGenerator:
         if config.model.endswith(".onnx"):
             if self.backend == "torch":
                 raise ConfigError("masks.backend", "an .onnx model needs backend onnxruntime or openvino")
-            self.runner = ExportedRunner(Path(config.model), self.backend, threads, precision)
+            self.runner = ExportedRunner(Path(config.model), self.backend, threads, precision, self._calibration(calibration_images))
             return
         from ultralytics import FastSAM
 
@@ -92,11 +92,17 @@ class MaskGenerator:
         if self.backend != "torch":
             checkpoint = getattr(wrapper, "ckpt_path", None) or config.model
             onnx = cached_export(checkpoint, cache_dir, "dyn-op18", lambda path: export_fastsam_onnx(checkpoint, path))
-            self.runner = ExportedRunner(onnx, self.backend, threads, precision)
+            self.runner = ExportedRunner(onnx, self.backend, threads, precision, self._calibration(calibration_images))
             return
         net = net.to(self.device).eval()
         net = net.fuse() if hasattr(net, "fuse") else net
         self.net = net.half() if self.half else net.float()
+
+    def _calibration(self, folder: str):
+        """Calibration inputs for the int8 quantization of ``precision: auto`` (built only when quantizing)."""
+        from sfs_core.quantize import calibration_images
+
+        return lambda: [self.preprocess(image)[0].numpy() for image in calibration_images(folder)]
 
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """Letterboxed ``(1, 3, Hp, Wp)`` tensor and the resized image size ``(h, w)`` inside it."""

@@ -57,7 +57,10 @@ _DESCRIPTIONS = {
     "fusion.min_confidence": "a mask whose majority closed-set label covers less than this share is 'unidentified'; "
                              "in [0, 1], changeable at run time",
     "fusion.fill_uncovered": "pixels no mask covers take the first segmenter's label (false: unlabeled)",
-    "precision": "auto: fp16 on CUDA, bf16 where OpenVINO supports it; f32: full precision everywhere",
+    "precision": "auto: fp16 on CUDA; on the CPU (OpenVINO) FastSAM in int8, calibrated on calibration_images, "
+                 "and the closed set in bf16 where supported; half: the same without int8; f32: full precision everywhere",
+    "calibration_images": "folder of frames like the camera's, to calibrate FastSAM's int8 quantization on "
+                          "(empty: the ultralytics sample photos)",
     "masks.backend": "auto (OpenVINO on CPU, torch on GPU), torch, onnxruntime, openvino, or tensorrt (a FastSAM .engine on CUDA)",
     "tracking.iou_threshold": "least mask IoU for a mask to continue a track",
     "tracking.max_missed": "frames a track may go unseen before it expires",

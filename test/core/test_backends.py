@@ -39,10 +39,11 @@ def test_fastsam_exports_match_torch(make_config, torch_masks, rgb_640x480, back
     torch.testing.assert_close(protos, ref_protos, atol=atol, rtol=1e-3)
 
 
-def test_openvino_default_precision_masks_agree(make_config, torch_masks, rgb_640x480):
-    """OpenVINO's default picks bf16 where the CPU has it: compare binary masks, not logits."""
+def test_openvino_half_precision_masks_agree(make_config, torch_masks, rgb_640x480):
+    """``half``: OpenVINO's default picks bf16 where the CPU has it: compare binary masks, not
+    logits. (``auto`` adds int8 quantization: test_quantize.py.)"""
     cfg = make_config({"masks.backend": "openvino"})
-    fast = MaskGenerator(cfg.masks, **runtime(cfg))
+    fast = MaskGenerator(cfg.masks, **runtime(cfg, "half"))
     torch_masks.config.conf = fast.config.conf = 0.01
     ref, out = torch_masks(rgb_640x480), fast(rgb_640x480)
     assert len(out) == len(ref)
