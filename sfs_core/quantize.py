@@ -12,6 +12,7 @@ flips and crops stand in (fine for a test, weak for a robot: give frames from it
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,20 +57,21 @@ def quantized_ir(ir_path: Path, samples: Callable[[], Sequence[np.ndarray]]) -> 
     quantization (a few seconds) runs once per model and calibration set.
     """
     try:
-        import nncf
-    except ImportError as exc:
+        nncf_version = importlib.metadata.version("nncf")  # not imported unless quantizing (slow, noisy)
+    except importlib.metadata.PackageNotFoundError as exc:
         raise ConfigError("precision", "auto quantizes FastSAM for OpenVINO and needs NNCF (pip install nncf); "
                                        "or set precision: half") from exc
-    import openvino as ov
-
     inputs = [np.ascontiguousarray(x, dtype=np.float32) for x in samples()]
-    digest = hashlib.sha256(nncf.__version__.encode())
+    digest = hashlib.sha256(nncf_version.encode())
     for x in inputs:
         digest.update(str(x.shape).encode())
         digest.update(x.tobytes())
     target = ir_path.with_name(ir_path.name.replace(".openvino.xml", f".int8-{digest.hexdigest()[:12]}.openvino.xml"))
     if target.exists():
         return target
+    import nncf
+    import openvino as ov
+
     model = ov.Core().read_model(str(ir_path))
     quantized = nncf.quantize(model, nncf.Dataset(inputs), subset_size=len(inputs))
     tmp = target.with_name(target.name + f".{os.getpid()}.tmp.xml")

@@ -8,6 +8,8 @@ Writes, under ``DIR``:
   (:mod:`sfs_core.synthetic.datasets`);
 * ``synthetic_bag/``: a rosbag2 video with an image and a ground-truth topic
   (:mod:`sfs_core.synthetic.bag`);
+* ``calibration/``: training-distribution scenes for the int8 calibration of the mask model
+  (``calibration_images``; on the sample photos, one ring track in the bag was mislabelled);
 * ``sfs.yaml``: the ROS-parameter config using the models (``offline: true``);
 * ``README.txt``: what is where and the commands that use it.
 """
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import yaml
 
 from sfs_core.synthetic.accuracy import VALIDATION_CONFIG, validation_scenes
@@ -29,7 +32,7 @@ from sfs_core.synthetic.cache import SyntheticModels, ensure_models
 from sfs_core.synthetic.clip_model import WEIGHTS_FILE, clip_model_name
 from sfs_core.synthetic.datasets import LABEL_SPACE_FILE, write_cityscapes_layout
 from sfs_core.synthetic.recipes import SyntheticRecipe, validation_seed
-from sfs_core.synthetic.scenes import render, sample_sequence
+from sfs_core.synthetic.scenes import render, sample_scene, sample_sequence
 from sfs_core.synthetic.shapes import BACKGROUND, SHAPE_CLASSES
 
 MODEL_NAMES = {"masks": "fastsam-synthetic.pt", "closed_set": "segformer-synthetic", "clip": "clip-synthetic"}
@@ -43,6 +46,7 @@ class InitOptions:
     """What ``init-synthetic`` writes besides the models."""
 
     val_scenes: int = 40
+    calibration_scenes: int = 16
     bag_frames: int = 60
     bag_rate_hz: float = 10.0
 
@@ -81,6 +85,7 @@ def synthetic_params(folder: Path, recipe: SyntheticRecipe) -> dict:
     return {"sfs_node": {"ros__parameters": {
         "device": "cpu",
         "offline": True,
+        "calibration_images": "./calibration",
         "masks": {"model": f"./models/{MODEL_NAMES['masks']}", "imgsz": 320, "conf": 0.25, "iou": 0.7, "max_masks": 100,
                   "retina": True},
         "closed_set": {"segmenters": [SEGMENTER],
@@ -117,6 +122,7 @@ Outputs are meaningful on these synthetic scenes only. Model set {models.key}
 models/              trained models (copied from the cache)
 val/                 held-out scenes, Cityscapes layout; classes in val/{LABEL_SPACE_FILE}
 synthetic_bag/       rosbag2: {topics.image} (rgb8) and {topics.ground_truth} (mono8 class ids)
+calibration/         training-distribution scenes for the mask model's int8 calibration
 sfs.yaml             config using the models (offline)
 
 sfs segment val/leftImg8bit/val/synthetic/*.png --config {config} --out /tmp/sfs-synthetic-segment
@@ -162,6 +168,13 @@ def init_synthetic(folder: str | os.PathLike, cache: str | os.PathLike | None = 
     write_synthetic_bag(bag, frames, options.bag_rate_hz, topics)
     seconds["bag"] = time.perf_counter() - t
     log(f"bag: {options.bag_frames} frames in {bag} ({seconds['bag']:.1f} s)")
+
+    calibration = folder / "calibration"
+    shutil.rmtree(calibration, ignore_errors=True)
+    calibration.mkdir()
+    for i in range(options.calibration_scenes):  # training scenes: the frames the models were made for
+        scene = render(sample_scene(recipe.data.scene_seed(i), recipe.data.scene))
+        cv2.imwrite(str(calibration / f"{i:03d}.png"), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
 
     config = folder / "sfs.yaml"
     header = f"# sfs_ros config for the synthetic world (models {models.key}); written by `sfs models init-synthetic`\n"
