@@ -40,15 +40,19 @@ class ExportedRunner:
     """Callable ``(1, 3, H, W) float32 array -> list of output arrays`` for one exported network."""
 
     def __init__(self, onnx_path: Path, backend: str, threads: int = 0, precision: str = "auto",
-                 calibration: Callable[[], Sequence[np.ndarray]] | None = None) -> None:
+                 calibration: Callable[[], Sequence[np.ndarray]] | None = None, channels_last: bool = False) -> None:
         """``precision`` (:data:`~sfs_core.config.PRECISIONS`): with ``auto`` and a ``calibration``,
         OpenVINO runs the network quantized to int8 on ``calibration()`` inputs
         (:mod:`sfs_core.quantize`); else ``auto``/``half`` take OpenVINO's default (bf16 where
-        the CPU has it) and ``f32`` full precision."""
+        the CPU has it) and ``f32`` full precision. ``channels_last``: OpenVINO returns the first
+        output as ``(N, H, W, C)`` (:attr:`channels_last`), the layout its CPU plugin computes in,
+        so it skips a reorder and a channel argmax reads contiguous rows; ONNX Runtime returns the
+        exported layout."""
         if backend not in ("onnxruntime", "openvino"):
             raise ValueError(f"unknown exported backend '{backend}'")
         self.backend = backend
         self.path = Path(onnx_path)
+        self.channels_last = channels_last and backend == "openvino"
         if backend == "onnxruntime":
             import onnxruntime as ort
 
@@ -80,6 +84,13 @@ class ExportedRunner:
         if request is None:
             model = self._core.read_model(str(self._model_path))
             model.reshape({0: list(shape)})
+            if self.channels_last:
+                import openvino.opset13 as ops
+
+                result = model.get_results()[0]
+                nhwc = ops.transpose(result.input_value(0), ops.constant(np.array([0, 2, 3, 1], dtype=np.int64)))
+                result.input(0).replace_source_output(nhwc.output(0))
+                model.validate_nodes_and_infer_types()
             request = self._core.compile_model(model, "CPU", self._properties).create_infer_request()
             self._compiled[shape] = request
             if len(self._compiled) > 4:

@@ -81,7 +81,7 @@ class ClosedSetSegmenter:
             onnx = cached_export(config.model, cache_dir, f"s{size}-op17-fused", lambda path: export_segformer_onnx(self.model, size, path))
             # No int8 calibration: SegFormer-B0 quantized with NNCF (transformer scheme) took
             # 74.5 ms against 66.2 ms in bf16 here, and agreed less with torch.
-            self.runner = ExportedRunner(onnx, self.backend, threads, precision)
+            self.runner = ExportedRunner(onnx, self.backend, threads, precision, channels_last=True)
             del self.model  # the exported copy serves every frame
         self.task_inputs = _oneformer_task_inputs(config.model, model_config, param).to(self.device) if self.model_type == "oneformer" else None
 
@@ -118,8 +118,9 @@ class ClosedSetSegmenter:
     def __call__(self, image: np.ndarray, timings: dict[str, float] | None = None) -> ClosedSetResult:
         t0 = time.perf_counter()
         x, (new_h, new_w) = self.preprocess(image)
-        if self.runner is not None:
-            scores = self.runner(x.numpy(), copy=False)[0][0]  # (C, h/4, w/4), read before the next call
+        channels_last = self.runner is not None and self.runner.channels_last
+        if self.runner is not None:  # (C, h/4, w/4), or (h/4, w/4, C) channels_last; read before the next call
+            scores = self.runner(x.numpy(), copy=False)[0][0]
         elif self.model_type == "segformer":
             scores = self.model(pixel_values=x).logits[0]  # (C, h/4, w/4)
         else:
@@ -129,13 +130,15 @@ class ClosedSetSegmenter:
             masks = out.masks_queries_logits[0].float().sigmoid()  # (Q, h/4, w/4)
             scores = torch.einsum("qc,qhw->chw", classes, masks)
         ph, pw = x.shape[2:]
-        mh, mw = scores.shape[1:]
+        mh, mw = scores.shape[:2] if channels_last else scores.shape[1:]
         valid_h, valid_w = max(1, round(mh * new_h / ph)), max(1, round(mw * new_w / pw))
-        scores = scores[:, :valid_h, :valid_w]
-        if isinstance(scores, np.ndarray) or scores.device.type == "cpu":
+        if channels_last:  # argmax along contiguous rows: ~3x faster than across planes
+            class_map = torch.from_numpy(scores[:valid_h, :valid_w].argmax(-1))
+        elif isinstance(scores, np.ndarray) or scores.device.type == "cpu":
+            scores = scores[:, :valid_h, :valid_w]
             class_map = torch.from_numpy(argmax_channels(np.asarray(scores, dtype=np.float32)))
         else:
-            class_map = scores.argmax(0)
+            class_map = scores[:, :valid_h, :valid_w].argmax(0)
         if timings is not None:
             timings[f"closed_set.{self.config.name}"] = (time.perf_counter() - t0) * 1e3
         return ClosedSetResult(class_map=class_map, vocabulary=self.vocabulary)

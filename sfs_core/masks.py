@@ -116,10 +116,11 @@ class MaskGenerator:
         return x.div_(255.0), (new_h, new_w)
 
     @torch.inference_mode()
-    def forward(self, x: torch.Tensor):
-        """Raw network outputs ``(predictions (1, 4+nc+32, A), prototypes (1, 32, Hp/4, Wp/4))``."""
+    def forward(self, x: torch.Tensor, copy: bool = True):
+        """Raw network outputs ``(predictions (1, 4+nc+32, A), prototypes (1, 32, Hp/4, Wp/4))``.
+        ``copy=False``: an exported backend's outputs may be views, valid until the next call."""
         if self.runner is not None:
-            preds, protos = self.runner(x.numpy())[:2]
+            preds, protos = self.runner(x.numpy(), copy=copy)[:2]
             return torch.from_numpy(preds), torch.from_numpy(protos)
         if self.engine is not None:
             try:
@@ -170,7 +171,7 @@ class MaskGenerator:
     def __call__(self, image: np.ndarray, timings: dict[str, float] | None = None) -> MaskResult:
         t0 = time.perf_counter()
         x, resized = self.preprocess(image)
-        preds, protos = self.forward(x)
+        preds, protos = self.forward(x, copy=False)  # post-processed before the next forward
         t1 = time.perf_counter()
         result = self.postprocess(preds, protos, resized, image.shape[:2])
         if timings is not None:

@@ -61,6 +61,7 @@ def test_segformer_exports_match_torch(make_config, rgb_640x480, backend, precis
     seg_cfg.backend = backend
     seg = ClosedSetSegmenter(seg_cfg, **runtime(cfg, precision))
     assert seg.runner is not None and not hasattr(seg, "model")  # torch weights freed
+    assert seg.runner.channels_last == (backend == "openvino")  # OpenVINO: (h, w, C) scores, argmax along rows
     out = seg(rgb_640x480).class_map
     assert out.shape == ref.shape
     assert (out == ref).float().mean() >= min_agreement
