@@ -259,6 +259,11 @@ class PipelineConfig:
         out.update(self.extra)
         return out
 
+    def runtime(self) -> dict[str, Any]:
+        """Keyword arguments of every model stage (``MaskGenerator``, ``ClosedSetSegmenter``)."""
+        return dict(device=self.device, cache_dir=self.cache_dir, threads=self.threads, precision=self.precision,
+                    calibration_images=self.calibration_images)
+
     def validate(self, check_files: bool = True) -> PipelineConfig:
         """Raise :class:`ConfigError` naming the first bad parameter."""
         m = self.masks

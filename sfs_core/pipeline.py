@@ -94,8 +94,7 @@ class Pipeline:
         self.device = torch.device(config.device)
         self.label_table = label_table or LabelTable()
         t0 = time.perf_counter()
-        runtime = dict(device=config.device, cache_dir=config.cache_dir, threads=config.threads, precision=config.precision,
-                       calibration_images=config.calibration_images)
+        runtime = config.runtime()
         with _load_errors_name("masks.model", config.masks.model):
             self.mask_generator = MaskGenerator(config.masks, **runtime)
         self.segmenters = []

@@ -77,7 +77,7 @@ def measure(config_path: str | Path, scenes: int = 40, novel: tuple[str, ...] = 
         report["seconds"][name] = round(time.perf_counter() - t0, 2)
         return value
 
-    generator = MaskGenerator(config.masks, device=config.device, cache_dir=config.cache_dir, threads=config.threads)
+    generator = MaskGenerator(config.masks, **config.runtime())  # as the pipeline builds it (precision, calibration)
     report["masks"] = timed("masks", lambda: mask_quality(generator, val).to_json())
     for name, enabled in (("closed_set_only", False), ("open_vocab_fusion", True)):
         run_config = load_config(config_path, {"open_vocab.enabled": enabled})

@@ -88,7 +88,7 @@ def test_mask_recall(world, val):
     from sfs_core.synthetic.accuracy import mask_quality
 
     config = load_config(world.config)
-    quality = mask_quality(MaskGenerator(config.masks), val)
+    quality = mask_quality(MaskGenerator(config.masks, **config.runtime()), val)  # as the pipeline builds it
     print(quality.to_json())
     assert quality.recall_at_50 >= MASK_RECALL_50
 
