@@ -184,6 +184,7 @@ class OpenVocabConfig:
 #: without quantization. ``f32``: full precision everywhere.
 PRECISIONS = ("auto", "half", "f32")
 
+
 @dataclass
 class PipelineConfig:
     masks: MaskGeneratorConfig = field(default_factory=MaskGeneratorConfig)

@@ -1,12 +1,14 @@
 """FastSAM quantized to int8 with NNCF, for OpenVINO on the CPU (``precision: auto``).
 
 8-bit weights and activations run ~1.6x faster than bf16 on CPUs with VNNI (FastSAM-s at
-640x480 here: 75 -> 48 ms) and agree with torch as closely as bf16 does (tests). The closed-set
-SegFormer is not quantized: in int8 it was slower than in bf16. Quantization needs calibration
-inputs: frames like the camera's, passed through FastSAM's own pre-processing.
-``precision: half`` turns quantization off.
-``calibration_images`` names a folder of them; empty, the ultralytics sample photos and their
-flips and crops stand in (fine for a test, weak for a robot: give frames from its camera).
+640x480 here: ~77 -> ~47 ms) and agree with torch as closely as bf16 does (tests). The
+closed-set SegFormer is not quantized: in int8 it was slower than in bf16. ``precision: half``
+turns quantization off.
+
+Quantization needs calibration inputs: frames like the camera's, passed through FastSAM's own
+pre-processing. ``calibration_images`` names a folder of them; empty, the ultralytics sample
+photos and their flips and crops stand in (fine for a test, weak for a robot: give frames from
+its camera).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SegFormer's all-MLP decoder, rewritten to fuse before upsampling (same output, ~5x fewer MACs).
+"""SegFormer's all-MLP decoder, rewritten to fuse before upsampling (same output, ~6x fewer MACs).
 
 The decoder projects every encoder stage to ``D`` channels, upsamples all four to 1/4 of the
 input, concatenates them and fuses with a 1x1 convolution (``4D -> D``), then batch norm, ReLU
@@ -8,8 +8,8 @@ commutes with a per-pixel linear map, so
     fuse(concat(up(P_i x_i + p_i))) == sum_i up(F_i P_i x_i + F_i p_i)
 
 Each stage goes straight to ``D`` channels at its own resolution; batch norm (eval) folds into
-the same weights. For SegFormer-B0 at 512x512, the fuse convolution alone was 4.3 of the model's
-8.4 GMACs. The result equals the original up to float rounding (checked in tests).
+the same weights. For SegFormer-B0 at 512x512 the decoder drops from ~5.2 to ~0.9 GMACs (the
+fuse convolution alone was 4.3 of the model's 8.4). The result equals the original up to float rounding (checked in tests).
 """
 
 from __future__ import annotations
