@@ -14,10 +14,14 @@ import logging
 import os
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sfs_core.quantize import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +44,9 @@ class ExportedRunner:
     """Callable ``(1, 3, H, W) float32 array -> list of output arrays`` for one exported network."""
 
     def __init__(self, onnx_path: Path, backend: str, threads: int = 0, precision: str = "auto",
-                 calibration: Callable[[], Sequence[np.ndarray]] | None = None, channels_last: bool = False) -> None:
+                 calibration: Calibration | None = None, channels_last: bool = False) -> None:
         """``precision`` (:data:`~sfs_core.config.PRECISIONS`): with ``auto`` and a ``calibration``,
-        OpenVINO runs the network quantized to int8 on ``calibration()`` inputs
+        OpenVINO runs the network quantized to int8 on the ``calibration`` inputs
         (:mod:`sfs_core.quantize`); else ``auto``/``half`` take OpenVINO's default (bf16 where
         the CPU has it) and ``f32`` full precision. ``channels_last``: OpenVINO returns the first
         output as ``(N, H, W, C)`` (:attr:`channels_last`), the layout its CPU plugin computes in,

@@ -81,7 +81,7 @@ class MaskGenerator:
         if config.model.endswith(".onnx"):
             if self.backend == "torch":
                 raise ConfigError("masks.backend", "an .onnx model needs backend onnxruntime or openvino")
-            self.runner = ExportedRunner(Path(config.model), self.backend, threads, precision, self._calibration(calibration_images))
+            self.runner = ExportedRunner(Path(config.model), self.backend, threads, precision, self._calibration(precision, calibration_images))
             return
         from ultralytics import FastSAM
 
@@ -92,17 +92,19 @@ class MaskGenerator:
         if self.backend != "torch":
             checkpoint = getattr(wrapper, "ckpt_path", None) or config.model
             onnx = cached_export(checkpoint, cache_dir, "dyn-op18", lambda path: export_fastsam_onnx(checkpoint, path))
-            self.runner = ExportedRunner(onnx, self.backend, threads, precision, self._calibration(calibration_images))
+            self.runner = ExportedRunner(onnx, self.backend, threads, precision, self._calibration(precision, calibration_images))
             return
         net = net.to(self.device).eval()
         net = net.fuse() if hasattr(net, "fuse") else net
         self.net = net.half() if self.half else net.float()
 
-    def _calibration(self, folder: str):
-        """Calibration inputs for the int8 quantization of ``precision: auto`` (built only when quantizing)."""
-        from sfs_core.quantize import calibration_images
+    def _calibration(self, precision: str, folder: str):
+        """What the int8 quantization of ``precision: auto`` on OpenVINO calibrates on; None otherwise."""
+        if precision != "auto" or self.backend != "openvino":
+            return None
+        from sfs_core.quantize import calibration
 
-        return lambda: [self.preprocess(image)[0].numpy() for image in calibration_images(folder)]
+        return calibration(folder, lambda image: self.preprocess(image)[0].numpy(), f"imgsz{self.config.imgsz}-stride{self.stride}")
 
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """Letterboxed ``(1, 3, Hp, Wp)`` tensor and the resized image size ``(h, w)`` inside it."""

@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -28,21 +29,47 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 MAX_CALIBRATION_IMAGES = 64
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """What an int8 model is calibrated on: ``inputs()`` builds the network inputs (only when
+    quantizing); ``key`` identifies them (image files plus pre-processing) for the cache."""
+
+    key: str
+    inputs: Callable[[], list[np.ndarray]]
+
+
+def calibration(folder: str, preprocess: Callable[[np.ndarray], np.ndarray], preprocessing_key: str) -> Calibration:
+    """The :class:`Calibration` of the images in ``folder`` (see :func:`calibration_images`)
+    through ``preprocess``. The key hashes the image files, not the decoded inputs: a start-up
+    with the quantized model cached reads a few files and decodes none."""
+    digest = hashlib.sha256(preprocessing_key.encode())
+    for path in _image_paths(folder):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return Calibration(digest.hexdigest()[:16], lambda: [preprocess(image) for image in calibration_images(folder)])
+
+
 def calibration_images(folder: str = "") -> list[np.ndarray]:
     """RGB calibration images: up to :data:`MAX_CALIBRATION_IMAGES` from ``folder`` (sorted),
     or, for an empty ``folder``, the two ultralytics sample photos with their mirror images
     and centre crops (6 images)."""
+    images = [_read_rgb(p) for p in _image_paths(folder)]
     if folder:
-        root = Path(os.path.expanduser(folder))
-        paths = sorted(p for p in root.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:MAX_CALIBRATION_IMAGES] if root.is_dir() else []
-        if not paths:
-            raise ConfigError("calibration_images", f"no .jpg/.png images in '{folder}'")
-        return [_read_rgb(p) for p in paths]
-    from ultralytics.utils import ASSETS
+        return images
+    crops = [p[p.shape[0] // 4:, p.shape[1] // 4:] for p in images]
+    return images + [np.ascontiguousarray(p[:, ::-1]) for p in images] + crops
 
-    photos = [_read_rgb(ASSETS / name) for name in ("bus.jpg", "zidane.jpg")]
-    crops = [p[p.shape[0] // 4:, p.shape[1] // 4:] for p in photos]
-    return photos + [np.ascontiguousarray(p[:, ::-1]) for p in photos] + crops
+
+def _image_paths(folder: str) -> list[Path]:
+    if not folder:
+        from ultralytics.utils import ASSETS
+
+        return [ASSETS / "bus.jpg", ASSETS / "zidane.jpg"]
+    root = Path(os.path.expanduser(folder))
+    paths = sorted(p for p in root.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:MAX_CALIBRATION_IMAGES] if root.is_dir() else []
+    if not paths:
+        raise ConfigError("calibration_images", f"no .jpg/.png images in '{folder}'")
+    return paths
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -52,10 +79,10 @@ def _read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def quantized_ir(ir_path: Path, samples: Callable[[], Sequence[np.ndarray]]) -> Path:
-    """An INT8 copy of the OpenVINO IR ``ir_path``, calibrated on ``samples()`` (network inputs).
+def quantized_ir(ir_path: Path, calibration: Calibration) -> Path:
+    """An INT8 copy of the OpenVINO IR ``ir_path``, calibrated on ``calibration.inputs()``.
 
-    Cached next to ``ir_path``, keyed by the samples' content and the NNCF version, so the
+    Cached next to ``ir_path``, keyed by ``calibration.key`` and the NNCF version, so the
     quantization (a few seconds) runs once per model and calibration set.
     """
     try:
@@ -63,17 +90,14 @@ def quantized_ir(ir_path: Path, samples: Callable[[], Sequence[np.ndarray]]) -> 
     except importlib.metadata.PackageNotFoundError as exc:
         raise ConfigError("precision", "auto quantizes FastSAM for OpenVINO and needs NNCF (pip install nncf); "
                                        "or set precision: half") from exc
-    inputs = [np.ascontiguousarray(x, dtype=np.float32) for x in samples()]
-    digest = hashlib.sha256(nncf_version.encode())
-    for x in inputs:
-        digest.update(str(x.shape).encode())
-        digest.update(x.tobytes())
-    target = ir_path.with_name(ir_path.name.replace(".openvino.xml", f".int8-{digest.hexdigest()[:12]}.openvino.xml"))
+    key = hashlib.sha256(f"{nncf_version}-{calibration.key}".encode()).hexdigest()[:12]
+    target = ir_path.with_name(ir_path.name.replace(".openvino.xml", f".int8-{key}.openvino.xml"))
     if target.exists():
         return target
     import nncf
     import openvino as ov
 
+    inputs = [np.ascontiguousarray(x, dtype=np.float32) for x in calibration.inputs()]
     model = ov.Core().read_model(str(ir_path))
     quantized = nncf.quantize(model, nncf.Dataset(inputs), subset_size=len(inputs))
     tmp = target.with_name(target.name + f".{os.getpid()}.tmp.xml")

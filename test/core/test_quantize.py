@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from sfs_core import quantize
 from sfs_core.config import ConfigError, load_config
 from sfs_core.masks import MaskGenerator
 from sfs_core.pipeline import Pipeline
@@ -46,7 +47,8 @@ def test_quantized_model_is_cached_per_calibration_set(make_config, tmp_path, mo
     cfg = make_config({"masks.backend": "openvino", "cache_dir": str(tmp_path / "cache")})
     first = generator(cfg, "auto").runner._model_path
     monkeypatch.setattr(nncf, "quantize", lambda *a, **k: pytest.fail("quantized again"))
-    assert generator(cfg, "auto").runner._model_path == first  # a restart reuses it
+    monkeypatch.setattr(quantize, "calibration_images", lambda *a: pytest.fail("calibration images decoded"))
+    assert generator(cfg, "auto").runner._model_path == first  # a restart reuses it, reading only file bytes
     monkeypatch.undo()
 
     frames = tmp_path / "frames"
