@@ -21,13 +21,14 @@ import array
 import signal
 import threading
 import time
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import stamp_of, wait_until
+from ros_helpers import RosProbe, stamp_of, wait_until
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -35,9 +36,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 SOAK_FRAMES = 1000
 RATE_HZ = 30.0
-# 160x120 rgb8 (57.6 KB) fits one UDP datagram. At 320x240 (230 KB, fragmented and above the
-# 208 KB default socket buffer) the first node received no frame at all in 3 of ~8 full CI runs
-# (its /diagnostics: frames_received 0), while the other node and all outputs worked.
+# 160x120 rgb8 (57.6 KB): one UDP datagram per frame (the nodes run UDP only, see below).
 SIZE = (120, 160)
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 CAMERAS = ("cam_a", "cam_b")
@@ -71,10 +70,33 @@ def status_values(diagnostics, name: str) -> dict[str, str]:
     return {}
 
 
-def test_two_cameras_30_hz_soak_with_open_vocab(start_sfs_node, any_namespace_config, probe, sfs_msgs, photo_frames, monkeypatch):
+@pytest.fixture
+def own_domain(monkeypatch) -> Iterator[RosProbe]:
+    """A ROS domain and probe of the soak's own: the session's domain carries the discovery state
+    of every earlier test's nodes and endpoints. Nodes started inside inherit ROS_DOMAIN_ID."""
+    import rclpy
+    from domain_coordinator import domain_id
+    from rclpy.context import Context
+
+    with domain_id() as domain:
+        monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+        context = Context()
+        rclpy.init(context=context, domain_id=domain)
+        probe = RosProbe(context, "sfs_soak_probe")
+        try:
+            yield probe
+        finally:
+            probe.close()
+            rclpy.try_shutdown(context=context)
+
+
+def test_two_cameras_30_hz_soak_with_open_vocab(start_sfs_node, any_namespace_config, own_domain, sfs_msgs, photo_frames, monkeypatch):
+    probe = own_domain
     # UDP only for these nodes: in full runs, shared-memory segments left by nodes that earlier
     # tests killed made a node fail "init_port fastrtps_port700x: open_and_lock_file" and receive
-    # nothing (2 of 5 fresh CI runs).
+    # nothing. With UDP only (and 320x240 or 160x120 frames) the first node still received no
+    # frame in 3 of ~9 full CI runs, on the session domain: hence own_domain and the first-frame
+    # check below. The cause is not known.
     monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "UDPv4")
     nodes = {cam: start_sfs_node("--params-file", str(any_namespace_config), "-r", f"__ns:=/{cam}", *ARGS) for cam in CAMERAS}
     for cam, node in nodes.items():
@@ -94,6 +116,33 @@ def test_two_cameras_30_hz_soak_with_open_vocab(start_sfs_node, any_namespace_co
 
     frames = [cv2.resize(f, SIZE[::-1]) for f in photo_frames]
     sent: dict[str, set] = {cam: set() for cam in CAMERAS}
+
+    def camera_frame(cam: str, i: int) -> Image:
+        rgb = frames[i % len(frames)]
+        data = array.array("B")
+        data.frombytes(rgb.tobytes())
+        msg = Image(header=Header(stamp=probe.now_stamp(), frame_id=f"{cam}_optical"), height=SIZE[0],
+                    width=SIZE[1], encoding="rgb8", step=SIZE[1] * 3, data=data)
+        sent[cam].add(stamp_of(msg))
+        return msg
+
+    def frames_received(cam: str) -> int:
+        return int(status_values(diagnostics, f"/{cam}/sfs_node: semantic segmentation").get("frames_received", 0))
+
+    # Matched endpoints do not yet prove that frames flow: a frame every 0.2 s until each node
+    # counts one (it did not in some full CI runs on the shared session domain; see own_domain).
+    def first_frames_arrived() -> bool:
+        for cam in CAMERAS:
+            if not frames_received(cam):
+                cameras[cam].publish(camera_frame(cam, 0))
+        return all(frames_received(cam) for cam in CAMERAS)
+
+    if not wait_until(first_frames_arrived, 30, interval=0.2):
+        silent = [cam for cam in CAMERAS if not frames_received(cam)]
+        pytest.fail(f"no camera frame reached {silent} in 30 s; diagnostics: "
+                    f"{[status_values(diagnostics, f'/{cam}/sfs_node: semantic segmentation') for cam in silent]}\n"
+                    + "\n".join(f"{cam} thread stacks:\n{nodes[cam].thread_stacks()}" for cam in silent))
+
     rss: dict[str, list[tuple[float, float]]] = {cam: [] for cam in CAMERAS}
     done = threading.Event()
 
@@ -101,13 +150,7 @@ def test_two_cameras_30_hz_soak_with_open_vocab(start_sfs_node, any_namespace_co
         period = 1.0 / RATE_HZ
         next_at = time.monotonic()
         for i in range(SOAK_FRAMES):
-            rgb = frames[i % len(frames)]
-            data = array.array("B")
-            data.frombytes(rgb.tobytes())
-            msg = Image(header=Header(stamp=probe.now_stamp(), frame_id=f"{cam}_optical"), height=SIZE[0],
-                        width=SIZE[1], encoding="rgb8", step=SIZE[1] * 3, data=data)
-            sent[cam].add(stamp_of(msg))
-            cameras[cam].publish(msg)
+            cameras[cam].publish(camera_frame(cam, i))
             next_at += period
             time.sleep(max(0.0, next_at - time.monotonic()))
 
@@ -166,7 +209,7 @@ def test_two_cameras_30_hz_soak_with_open_vocab(start_sfs_node, any_namespace_co
         half = samples[len(samples) // 2:]
         slope = np.polyfit((half[:, 0] - half[0, 0]) / 60.0, half[:, 1], 1)[0]  # MiB per minute
         lines.append(
-            f"/{cam}: frames in {SOAK_FRAMES}, reached node {received}, processed {processed}, dropped {dropped}; "
+            f"/{cam}: frames in {len(sent[cam])} (the first {len(sent[cam]) - SOAK_FRAMES} before the soak), reached node {received}, processed {processed}, dropped {dropped}; "
             f"RSS start {samples[0, 1]:.0f} MiB end {samples[-1, 1]:.0f} MiB, slope (2nd half) {slope:+.2f} MiB/min; "
             f"latency p50 {p50:.0f} ms p99 {p99:.0f} ms; open-vocab snapshots {ov['snapshots_processed']}, "
             f"masks labelled {ov['masks_labelled']}, worker restarts {ov['restarts']}")
