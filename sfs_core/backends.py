@@ -45,13 +45,13 @@ class ExportedRunner:
 
     def __init__(self, onnx_path: Path, backend: str, threads: int = 0, precision: str = "auto",
                  calibration: Calibration | None = None, channels_last: bool = False) -> None:
-        """``precision`` (:data:`~sfs_core.config.PRECISIONS`): with ``auto`` and a ``calibration``,
-        OpenVINO runs the network quantized to int8 on the ``calibration`` inputs
-        (:mod:`sfs_core.quantize`); else ``auto``/``half`` take OpenVINO's default (bf16 where
-        the CPU has it) and ``f32`` full precision. ``channels_last``: OpenVINO returns the first
-        output as ``(N, H, W, C)`` (:attr:`channels_last`), the layout its CPU plugin computes in,
-        so it skips a reorder and a channel argmax reads contiguous rows; ONNX Runtime returns the
-        exported layout."""
+        """``calibration``: OpenVINO runs the network quantized to int8 on its inputs
+        (:mod:`sfs_core.quantize`; the caller decides when, ``precision: auto``). Otherwise
+        ``precision`` (:data:`~sfs_core.config.PRECISIONS`) ``auto``/``half`` take OpenVINO's
+        default (bf16 where the CPU has it) and ``f32`` full precision. ``channels_last``:
+        OpenVINO returns the first output as ``(N, H, W, C)`` (:attr:`channels_last`), the layout
+        its CPU plugin computes in, so it skips a reorder and a channel argmax reads contiguous
+        rows; ONNX Runtime returns the exported layout."""
         if backend not in ("onnxruntime", "openvino"):
             raise ValueError(f"unknown exported backend '{backend}'")
         self.backend = backend
@@ -70,7 +70,7 @@ class ExportedRunner:
 
             self._core = ov.Core()
             self._model_path = openvino_ir(self.path)
-            quantized = precision == "auto" and calibration is not None
+            quantized = calibration is not None
             if quantized:
                 from sfs_core.quantize import quantized_ir
 

@@ -143,8 +143,7 @@ class NodeProcess:
         """Stop the process if it still runs (SIGINT, SIGKILL after 10 s), and close the log.
 
         A graceful stop matters for the tests that follow: a killed node's DDS participant stays
-        in the others' discovery data until its lease expires, and a node started next can take
-        over its ports (the soak's first node then received nothing in some CI runs)."""
+        in the others' discovery data until its lease expires."""
         if self.process.poll() is None and self.stop(signal.SIGINT, timeout=10.0)[0] is None:
             os.kill(self.pid, signal.SIGKILL)
             self.process.wait()

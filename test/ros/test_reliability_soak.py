@@ -63,6 +63,7 @@ class Arrivals:
 
 
 def status_values(diagnostics, name: str) -> dict[str, str]:
+    """Key-values of the newest status ``name`` in the collected /diagnostics."""
     for msg in reversed(diagnostics.messages):
         for status in msg.status:
             if status.name == name:
@@ -126,8 +127,11 @@ def test_two_cameras_30_hz_soak_with_open_vocab(start_sfs_node, any_namespace_co
         sent[cam].add(stamp_of(msg))
         return msg
 
+    def segmentation(cam: str) -> dict[str, str]:
+        return status_values(diagnostics, f"/{cam}/sfs_node: semantic segmentation")
+
     def frames_received(cam: str) -> int:
-        return int(status_values(diagnostics, f"/{cam}/sfs_node: semantic segmentation").get("frames_received", 0))
+        return int(segmentation(cam).get("frames_received", 0))
 
     # Matched endpoints do not yet prove that frames flow: a frame every 0.2 s until each node
     # counts one (it did not in some full CI runs on the shared session domain; see own_domain).
@@ -140,7 +144,7 @@ def test_two_cameras_30_hz_soak_with_open_vocab(start_sfs_node, any_namespace_co
     if not wait_until(first_frames_arrived, 30, interval=0.2):
         silent = [cam for cam in CAMERAS if not frames_received(cam)]
         pytest.fail(f"no camera frame reached {silent} in 30 s; diagnostics: "
-                    f"{[status_values(diagnostics, f'/{cam}/sfs_node: semantic segmentation') for cam in silent]}\n"
+                    f"{[segmentation(cam) for cam in silent]}\n"
                     + "\n".join(f"{cam} thread stacks:\n{nodes[cam].thread_stacks()}" for cam in silent))
 
     rss: dict[str, list[tuple[float, float]]] = {cam: [] for cam in CAMERAS}
@@ -178,7 +182,7 @@ def test_two_cameras_30_hz_soak_with_open_vocab(start_sfs_node, any_namespace_co
     for cam in CAMERAS:
         own = f"{cam}_optical"
         arrivals = masks[cam].snapshot()
-        values = status_values(diagnostics, f"/{cam}/sfs_node: semantic segmentation")
+        values = segmentation(cam)
         ov = status_values(diagnostics, f"/{cam}/sfs_node: open vocabulary")
         if len(arrivals) < 10:
             graph = probe.node.get_subscriptions_info_by_topic(f"/{cam}/sfs_node/masks")
