@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from sfs_core.backends import ExportedRunner, cached_export, resolve_backend
+from sfs_core.backends import ExportedRunner, PixelNormalization, cached_export, resolve_backend
 from sfs_core.config import ClosedSetConfig, ConfigError
 from sfs_core.segformer_head import fuse_decode_head
 
@@ -81,15 +81,16 @@ class ClosedSetSegmenter:
             onnx = cached_export(config.model, cache_dir, f"s{size}-op17-fused", lambda path: export_segformer_onnx(self.model, size, path))
             # Not quantized: SegFormer-B0 in int8 (NNCF, either scheme) took 52-58 ms against 43 ms
             # in bf16 here, and agreed less with torch.
-            self.runner = ExportedRunner(onnx, self.backend, threads, precision, channels_last=True)
+            self.runner = ExportedRunner(onnx, self.backend, threads, precision, channels_last=True,
+                                         pixel_input=PixelNormalization(tuple(self._mean.tolist()), tuple(self._std.tolist())))
             del self.model  # the exported copy serves every frame
         self.task_inputs = _oneformer_task_inputs(config.model, model_config, param).to(self.device) if self.model_type == "oneformer" else None
 
-    def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Normalised ``(1, 3, h, w)`` input and the image region ``(h, w)`` inside it.
+    def resize(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """The resized ``(h, w, 3)`` uint8 image and the padded input size ``(h', w')``.
 
-        SegFormer takes a square ``input_size`` resize (as its image processor does); the
-        query-based models keep the aspect ratio (short side ``input_size``), padded to 32.
+        SegFormer takes a square ``input_size`` resize (as its image processor does), unpadded;
+        the query-based models keep the aspect ratio (short side ``input_size``), padded to 32.
         """
         size = self.config.input_size
         h0, w0 = image.shape[:2]
@@ -99,7 +100,13 @@ class ClosedSetSegmenter:
             scale = size / min(h0, w0)
             new_h, new_w = max(1, round(h0 * scale)), max(1, round(w0 * scale))
             pad_h, pad_w = math.ceil(new_h / 32) * 32, math.ceil(new_w / 32) * 32
-        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR), (pad_h, pad_w)
+
+    def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Normalised ``(1, 3, h', w')`` input, zero-padded at the bottom and right, and the
+        image region ``(h, w)`` inside it (see :meth:`resize`)."""
+        resized, (pad_h, pad_w) = self.resize(image)
+        new_h, new_w = resized.shape[:2]
         if self.device.type == "cpu" and self.dtype == torch.float32:
             # Channel by channel into the padded planar buffer: no HWC float copy, no permute.
             x = np.zeros((1, 3, pad_h, pad_w), np.float32)
@@ -114,13 +121,23 @@ class ClosedSetSegmenter:
             x = torch.nn.functional.pad(x, (0, pad_w - new_w, 0, pad_h - new_h))
         return x, (new_h, new_w)
 
+    def model_input(self, image: np.ndarray) -> tuple[torch.Tensor | np.ndarray, tuple[int, int]]:
+        """What the network takes: :meth:`preprocess`'s tensor, or ``(1, h, w, 3)`` uint8 pixels
+        where the backend normalises them itself (exported SegFormer: never padded); and the
+        image region ``(h, w)``."""
+        if self.runner is not None and self.runner.pixel_input is not None:
+            resized, _ = self.resize(image)
+            return resized[None], resized.shape[:2]
+        return self.preprocess(image)
+
     @torch.inference_mode()
     def __call__(self, image: np.ndarray, timings: dict[str, float] | None = None) -> ClosedSetResult:
         t0 = time.perf_counter()
-        x, (new_h, new_w) = self.preprocess(image)
+        x, (new_h, new_w) = self.model_input(image)
+        ph, pw = x.shape[1:3] if isinstance(x, np.ndarray) else x.shape[2:]
         channels_last = self.runner is not None and self.runner.channels_last
         if self.runner is not None:  # (C, h/4, w/4), or (h/4, w/4, C) channels_last; read before the next call
-            scores = self.runner(x.numpy(), copy=False)[0][0]
+            scores = self.runner(x if isinstance(x, np.ndarray) else x.numpy(), copy=False)[0][0]
         elif self.model_type == "segformer":
             scores = self.model(pixel_values=x).logits[0]  # (C, h/4, w/4)
         else:
@@ -129,7 +146,6 @@ class ClosedSetSegmenter:
             classes = out.class_queries_logits[0].float().softmax(-1)[:, :-1]  # (Q, C), drop "no object"
             masks = out.masks_queries_logits[0].float().sigmoid()  # (Q, h/4, w/4)
             scores = torch.einsum("qc,qhw->chw", classes, masks)
-        ph, pw = x.shape[2:]
         mh, mw = scores.shape[:2] if channels_last else scores.shape[1:]
         valid_h, valid_w = max(1, round(mh * new_h / ph)), max(1, round(mw * new_w / pw))
         if channels_last:  # argmax along contiguous rows: ~3x faster than across planes

@@ -189,8 +189,12 @@ class Pipeline:
         timings: dict[str, float] = {}
         t_start = time.perf_counter()
         height, width = image.shape[:2]
-        masks = self.mask_generator(image, timings)
+        # The closed set runs between FastSAM's forward and its post-processing: right after a
+        # forward, as the networks run alone, it is ~4 ms a frame faster here than after the
+        # post-processing has been through the caches (bench: per-frame over forwards 1.13 -> 1.08).
+        raw = self.mask_generator.infer(image, timings)
         class_maps = [lookup[seg(image, timings).class_map] for seg, lookup in zip(self.segmenters, self.lookups)]
+        masks = self.mask_generator.decode(raw, timings)
 
         # Everything below runs at mask (prototype) resolution; one upsample at the end.
         t0 = time.perf_counter()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sfs_core.backends import checkpoint_digest, resolve_backend
+from sfs_core.backends import ExportedRunner, checkpoint_digest, resolve_backend
 from sfs_core.closed_set import ClosedSetSegmenter
 from sfs_core.masks import MaskGenerator
 from sfs_core.pipeline import Pipeline
@@ -18,7 +18,7 @@ def runtime(cfg, precision="auto"):
 
 
 def raw_masks(generator, image):
-    x, _ = generator.preprocess(image)
+    x, _ = generator.model_input(image)
     return generator.forward(x)
 
 
@@ -50,6 +50,73 @@ def test_openvino_half_precision_masks_agree(make_config, torch_masks, rgb_640x4
     boxes_close = (out.boxes - ref.boxes).abs().max() < 4.0
     agree = (out.masks == ref.masks).float().mean()
     assert boxes_close and agree > 0.97, (agree, boxes_close)
+
+
+def identity_onnx(path):
+    """An ONNX network returning its float NCHW input: it shows exactly what a runner feeds a network."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    dims = ["n", 3, "h", "w"]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("stage", ["masks", "closed_set"])
+def test_openvino_pixel_input_is_the_float_preprocessing(make_config, rgb_640x480, tmp_path, stage):
+    """OpenVINO takes uint8 pixels and normalises them in its graph: behind an identity network,
+    the stage's normalisation gives the float input of its numpy preprocessing (random-weight
+    FastSAM hardly reacts to its input, so the real network could not show an error), and the
+    real network runs on the pixels."""
+    cfg = make_config({"masks.backend": "openvino"})
+    if stage == "masks":
+        model = MaskGenerator(cfg.masks, **runtime(cfg, "f32"))
+    else:
+        model = ClosedSetSegmenter(cfg.closed_set[0], **runtime(cfg, "f32"))
+    pixels, region = model.model_input(rgb_640x480)
+    x, float_region = model.preprocess(rgb_640x480)
+    assert model.runner.pixel_input is not None and pixels.dtype == np.uint8 and pixels.shape == (1, *x.shape[2:], 3)
+    assert region == float_region
+    identity = ExportedRunner(identity_onnx(tmp_path / "identity.onnx"), "openvino", precision="f32", pixel_input=model.runner.pixel_input)
+    np.testing.assert_allclose(identity(pixels)[0], x.numpy(), rtol=1e-6, atol=1e-6)
+    assert all(np.isfinite(out).all() for out in model.runner(pixels))
+
+
+def test_raw_masks_survive_the_closed_set_forward(make_config, rgb_640x480):
+    """The pipeline runs the closed set between FastSAM's forward and its post-processing, on
+    outputs left in OpenVINO's buffers: they must be what decoding at once gives."""
+    cfg = make_config({"masks.conf": 0.001})
+    pipeline = Pipeline(cfg)
+    generator, segmenter = pipeline.mask_generator, pipeline.segmenters[0]
+    assert generator.runner is not None and segmenter.runner is not None
+    ref = generator(rgb_640x480)
+    raw = generator.infer(rgb_640x480)
+    segmenter(rgb_640x480[::-1].copy())  # another image through the other network
+    out = generator.decode(raw)
+    assert len(ref) > 0 and torch.equal(out.masks, ref.masks) and torch.equal(out.boxes, ref.boxes)
+
+
+def test_bf16_mask_product_agrees_with_float(torch_masks, rgb_640x480):
+    """``precision`` auto/half on a CPU with native bf16: the mask-coefficient product runs in
+    bf16. Same detections, masks equal but for pixels at the zero crossing."""
+    from sfs_core.masks import _cpu_has_bf16
+
+    assert torch_masks.bf16_product == _cpu_has_bf16()
+    x, resized = torch_masks.model_input(rgb_640x480)
+    preds, protos = torch_masks.forward(x)
+    torch_masks.config.conf = 0.001  # 100 masks from the random weights
+    try:
+        torch_masks.bf16_product = True
+        fast = torch_masks.postprocess(preds, protos, resized, rgb_640x480.shape[:2])
+        torch_masks.bf16_product = False
+        ref = torch_masks.postprocess(preds, protos, resized, rgb_640x480.shape[:2])
+    finally:
+        torch_masks.bf16_product, torch_masks.config.conf = _cpu_has_bf16(), 0.01
+    assert len(ref) == len(fast) == torch_masks.config.max_masks and torch.equal(fast.boxes, ref.boxes)
+    assert (fast.masks == ref.masks).float().mean() > 0.999
 
 
 @pytest.mark.parametrize("backend, precision, min_agreement", [("onnxruntime", "auto", 0.999), ("openvino", "f32", 0.999), ("openvino", "auto", 0.97)])

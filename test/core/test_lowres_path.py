@@ -173,3 +173,37 @@ def test_masks_are_cut_to_their_boxes():
             for x in range(30):
                 ref[i, y, x] = bool(logits[i, y, x] > 0) and x1 <= x + 0.5 <= x2 and y1 <= y + 0.5 <= y2
     assert out.dtype == torch.bool and torch.equal(out, ref)
+
+
+def test_bf16_logits_are_cut_like_their_float_values():
+    """The bf16 mask product is thresholded through its int16 bits (numpy has no bf16): the same
+    masks as ``> 0`` on the float values, signed zeros and tiny values included."""
+    from sfs_core.masks import _crop_to_boxes
+
+    values = torch.randn(4, 20, 30, generator=torch.Generator().manual_seed(5))
+    values[0, 0, :4] = torch.tensor([0.0, -0.0, 1e-30, -1e-30])
+    logits = values.bfloat16()
+    boxes = torch.tensor([[0, 0, 30, 20], [2.4, 3.6, 10.5, 9.5], [5, 5, 5, 5], [-3, -3, 4, 50]])
+    out = _crop_to_boxes(logits, boxes)
+    assert torch.equal(out, _crop_to_boxes(logits.float(), boxes))
+    assert out[0, 0, :4].tolist() == [False, False, True, False]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(480, 640), (471, 633)])
+def test_fastsam_numpy_preprocessing_equals_the_torch_formula(random_models, size):
+    """FastSAM's planar numpy input is ultralytics' ``letterbox / 255`` exactly, padding (114)
+    included; the uint8 pixels an exported backend takes are the same letterbox."""
+    from sfs_core.config import MaskGeneratorConfig
+    from sfs_core.masks import MaskGenerator, letterbox_size
+
+    gen = MaskGenerator(MaskGeneratorConfig(model=str(random_models / "FastSAM-s.pt"), backend="torch"))
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    x, resized = gen.preprocess(image)
+    new_h, new_w, pad_h, pad_w = letterbox_size(*size, gen.config.imgsz, gen.stride)
+    canvas = np.full((pad_h, pad_w, 3), 114, np.uint8)
+    canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_h, new_w) != size else image
+    ref = torch.from_numpy(canvas).permute(2, 0, 1)[None].float() / 255.0
+    assert resized == (new_h, new_w) and x.is_contiguous() and torch.equal(x, ref)
+    assert np.array_equal(gen.letterbox(image)[0], canvas)
+    assert ((pad_h, pad_w) != (new_h, new_w)) == (size != (480, 640))  # padding exercised once
