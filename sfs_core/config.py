@@ -180,8 +180,9 @@ class OpenVocabConfig:
 
 
 #: ``auto``: fp16 on CUDA; on the CPU with OpenVINO, FastSAM quantized to int8 (NNCF, see
-#: :mod:`sfs_core.quantize`) and the closed set in bf16 where supported. ``half``: the same
-#: without quantization. ``f32``: full precision everywhere.
+#: :mod:`sfs_core.quantize`) and the closed set in bf16 where supported; on CPUs with native
+#: bf16, FastSAM's mask-coefficient product in bf16. ``half``: the same without quantization.
+#: ``f32``: full precision everywhere.
 PRECISIONS = ("auto", "half", "f32")
 
 
