@@ -134,7 +134,7 @@ class _Callable:
 
 @pytest.mark.slow
 def test_cuda_out_of_memory_halves_imgsz_once_and_recovers(pipeline, rgb_640x480, monkeypatch, caplog):
-    """Simulated: the mask generator raises torch.cuda.OutOfMemoryError (works on a CPU build)."""
+    """Simulated: the mask generator's forward raises torch.cuda.OutOfMemoryError (works on a CPU build)."""
     generator = pipeline.mask_generator
     failures = {"left": 1}
 
@@ -142,11 +142,11 @@ def test_cuda_out_of_memory_halves_imgsz_once_and_recovers(pipeline, rgb_640x480
         def __getattr__(self, name):
             return getattr(generator, name)
 
-        def __call__(self, image, timings):
+        def infer(self, image, timings=None):
             if failures["left"]:
                 failures["left"] -= 1
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-            return generator(image, timings)
+            return generator.infer(image, timings)
 
     monkeypatch.setattr(pipeline, "mask_generator", OomOnce())
     imgsz = pipeline.config.masks.imgsz

@@ -263,8 +263,15 @@ def test_burst_processes_the_latest_frame_and_memory_stays_flat(node, probe, cam
         assert outputs.masks.wait_for_stamp(stamps[-1], FRAME_TIMEOUT), "the burst's newest frame was not processed"
         return stamps
 
-    time.sleep(1.5)  # let /diagnostics catch up with the earlier tests
-    before = counters()
+    def settled() -> dict[str, int] | None:
+        """Counters that stayed the same over more than one /diagnostics period (1 s): the
+        earlier tests' last frames are counted."""
+        first = counters()
+        time.sleep(1.5)
+        return first if counters() == first else None
+
+    before = wait_until(settled, 20)
+    assert before, f"/diagnostics counters kept changing before the burst: {counters()}"
     stamps = burst()
     processed = [s for s in stamps if outputs.masks.by_stamp(s)]
     assert len(processed) <= 5, f"{len(processed)} of 30 frames processed: the node queues, not keeps the latest"
