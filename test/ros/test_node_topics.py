@@ -270,6 +270,7 @@ def test_burst_processes_the_latest_frame_and_memory_stays_flat(node, probe, cam
         time.sleep(1.5)
         return first if counters() == first else None
 
+    assert wait_until(lambda: "frames_received" in outputs.diagnostic_values(), 10), "no /diagnostics from the node"
     before = wait_until(settled, 20)
     assert before, f"/diagnostics counters kept changing before the burst: {counters()}"
     stamps = burst()
