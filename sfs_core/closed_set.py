@@ -134,18 +134,13 @@ class ClosedSetSegmenter:
     def __call__(self, image: np.ndarray, timings: dict[str, float] | None = None) -> ClosedSetResult:
         t0 = time.perf_counter()
         x, (new_h, new_w) = self.model_input(image)
-        ph, pw = x.shape[1:3] if isinstance(x, np.ndarray) else x.shape[2:]
+        pixels = self.runner is not None and self.runner.pixel_input is not None  # (1, h, w, 3) uint8
+        ph, pw = x.shape[1:3] if pixels else x.shape[2:]
         channels_last = self.runner is not None and self.runner.channels_last
-        if self.runner is not None:  # (C, h/4, w/4), or (h/4, w/4, C) channels_last; read before the next call
-            scores = self.runner(x if isinstance(x, np.ndarray) else x.numpy(), copy=False)[0][0]
-        elif self.model_type == "segformer":
-            scores = self.model(pixel_values=x).logits[0]  # (C, h/4, w/4)
+        if self.config.test_augmentation == "none":
+            scores = self._scores(x)
         else:
-            kwargs = {"task_inputs": self.task_inputs} if self.task_inputs is not None else {}
-            out = self.model(pixel_values=x, **kwargs)
-            classes = out.class_queries_logits[0].float().softmax(-1)[:, :-1]  # (Q, C), drop "no object"
-            masks = out.masks_queries_logits[0].float().sigmoid()  # (Q, h/4, w/4)
-            scores = torch.einsum("qc,qhw->chw", classes, masks)
+            scores = self._augmented_scores(x, (1, 2) if pixels else (2, 3), (0, 1) if channels_last else (1, 2))
         mh, mw = scores.shape[:2] if channels_last else scores.shape[1:]
         valid_h, valid_w = max(1, round(mh * new_h / ph)), max(1, round(mw * new_w / pw))
         if channels_last:  # argmax along contiguous rows: ~3x faster than across planes
@@ -158,6 +153,48 @@ class ClosedSetSegmenter:
         if timings is not None:
             timings[f"closed_set.{self.config.name}"] = (time.perf_counter() - t0) * 1e3
         return ClosedSetResult(class_map=class_map, vocabulary=self.vocabulary)
+
+    def _scores(self, x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """Class scores of one network input: ``(C, h/4, w/4)``, or ``(h/4, w/4, C)`` from a
+        channels-last runner (a view of its buffer: read it before the next call)."""
+        if self.runner is not None:
+            return self.runner(x if isinstance(x, np.ndarray) else x.numpy(), copy=False)[0][0]
+        if self.model_type == "segformer":
+            return self.model(pixel_values=x).logits[0]
+        kwargs = {"task_inputs": self.task_inputs} if self.task_inputs is not None else {}
+        out = self.model(pixel_values=x, **kwargs)
+        classes = out.class_queries_logits[0].float().softmax(-1)[:, :-1]  # (Q, C), drop "no object"
+        masks = out.masks_queries_logits[0].float().sigmoid()  # (Q, h/4, w/4)
+        return torch.einsum("qc,qhw->chw", classes, masks)
+
+    def _augmented_scores(self, x, input_axes: tuple[int, int], score_axes: tuple[int, int]):
+        """Sum of the scores of every ``test_augmentation`` view of ``x``, each turned back to
+        ``x``'s frame (float32)."""
+        total = None
+        for view, undo in _VIEWS[self.config.test_augmentation]:
+            scores = undo(self._scores(np.ascontiguousarray(view(x, input_axes)) if isinstance(x, np.ndarray) else view(x, input_axes)),
+                          score_axes)
+            if total is None:
+                total = np.array(scores, dtype=np.float32) if isinstance(scores, np.ndarray) else scores.float().clone()
+            else:
+                total += scores
+        return total
+
+
+def _turn(k: int):
+    """A view turning the two given axes of a numpy array or tensor by ``k`` quarter turns."""
+    return lambda a, axes: np.rot90(a, k, axes) if isinstance(a, np.ndarray) else torch.rot90(a, k, axes)
+
+
+def _mirror(a, axes):
+    return np.flip(a, axes[1]) if isinstance(a, np.ndarray) else torch.flip(a, (axes[1],))
+
+
+#: test_augmentation -> (view of the input, its inverse on the scores) pairs.
+_VIEWS = {
+    "hflip": [(_turn(0), _turn(0)), (_mirror, _mirror)],
+    "rot90": [(_turn(k), _turn(-k)) for k in range(4)],
+}
 
 
 def argmax_channels(scores: np.ndarray) -> np.ndarray:

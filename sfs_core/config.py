@@ -50,6 +50,13 @@ class ClosedSetConfig:
     model: str = "nvidia/segformer-b0-finetuned-ade-512-512"
     input_size: int = 512
     backend: str = "auto"
+    #: Scores averaged over views of the network input (:data:`TEST_AUGMENTATIONS`).
+    test_augmentation: str = "none"
+
+
+#: ``none``; ``hflip``: the input and its mirror image; ``rot90``: the input turned by 0, 90, 180
+#: and 270 degrees, for rotation-invariant worlds (1, 2 or 4 forwards a frame).
+TEST_AUGMENTATIONS = ("none", "hflip", "rot90")
 
 
 @dataclass
@@ -283,6 +290,9 @@ class PipelineConfig:
         for seg in self.closed_set:
             if seg.input_size <= 0:
                 raise ConfigError(f"closed_set.{seg.name}.input_size", f"must be positive, got {seg.input_size}")
+            if seg.test_augmentation not in TEST_AUGMENTATIONS:
+                raise ConfigError(f"closed_set.{seg.name}.test_augmentation",
+                                  f"expected one of {', '.join(TEST_AUGMENTATIONS)}, got '{seg.test_augmentation}'")
         if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
             raise ConfigError("device", f"expected cpu, cuda, cuda:N or mps, got '{self.device}'")
         backends = ("auto", "torch", "onnxruntime", "openvino")

@@ -78,7 +78,10 @@ def synthetic_params(folder: Path, recipe: SyntheticRecipe) -> dict:
     * ``fill_uncovered: true``: pixels no mask covers take the closed-set pixel label. It costs
       the known shapes ~0.06 IoU (the tiny segmenter's pixel map is noisy) and gives background
       IoU 0.92 instead of 0: a complete label image;
-    * ``mask_background`` as the CLIP model was trained (off: known mIoU drops to 0.20).
+    * ``mask_background`` as the CLIP model was trained (off: known mIoU drops to 0.20);
+    * the closed set averages its scores over the four quarter turns of its input
+      (``test_augmentation: rot90``), the group it was trained with: closed-set known mIoU 0.741 ->
+      0.800 on these scenes (0.783 on 100 of them), background unchanged; 4 forwards of the tiny model.
     """
     clip = (folder / "models" / MODEL_NAMES["clip"]).resolve()
     vocabulary = [BACKGROUND, *SHAPE_CLASSES] if recipe.clip.background_crops else list(SHAPE_CLASSES)
@@ -89,7 +92,8 @@ def synthetic_params(folder: Path, recipe: SyntheticRecipe) -> dict:
         "masks": {"model": f"./models/{MODEL_NAMES['masks']}", "imgsz": 320, "conf": 0.25, "iou": 0.7, "max_masks": 100,
                   "retina": True},
         "closed_set": {"segmenters": [SEGMENTER],
-                       SEGMENTER: {"model": f"./models/{MODEL_NAMES['closed_set']}", "input_size": recipe.closed_set.input_size}},
+                       SEGMENTER: {"model": f"./models/{MODEL_NAMES['closed_set']}", "input_size": recipe.closed_set.input_size,
+                                   "test_augmentation": "rot90"}},
         "fusion": {"min_confidence": 0.5, "fill_uncovered": True},
         "open_vocab": {
             "enabled": True, "mode": "clip", "clip_model": clip_model_name(clip),
