@@ -134,7 +134,7 @@ class ClosedSetSegmenter:
     def __call__(self, image: np.ndarray, timings: dict[str, float] | None = None) -> ClosedSetResult:
         t0 = time.perf_counter()
         x, (new_h, new_w) = self.model_input(image)
-        pixels = self.runner is not None and self.runner.pixel_input is not None  # (1, h, w, 3) uint8
+        pixels = isinstance(x, np.ndarray)  # (1, h, w, 3) uint8, else a (1, 3, h, w) tensor
         ph, pw = x.shape[1:3] if pixels else x.shape[2:]
         channels_last = self.runner is not None and self.runner.channels_last
         if self.config.test_augmentation == "none":
@@ -172,8 +172,7 @@ class ClosedSetSegmenter:
         ``x``'s frame (float32)."""
         total = None
         for view, undo in _VIEWS[self.config.test_augmentation]:
-            scores = undo(self._scores(np.ascontiguousarray(view(x, input_axes)) if isinstance(x, np.ndarray) else view(x, input_axes)),
-                          score_axes)
+            scores = undo(self._scores(view(x, input_axes)), score_axes)  # the runner makes views contiguous
             if total is None:
                 total = np.array(scores, dtype=np.float32) if isinstance(scores, np.ndarray) else scores.float().clone()
             else:
