@@ -7,6 +7,7 @@ upsampling every mask to full resolution, which the semantic map never needs.
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import tempfile
@@ -261,9 +262,10 @@ def _crop_to_boxes(logits: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     return masks
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_has_bf16() -> bool:
-    """Whether the CPU computes bf16 natively (AVX512-BF16, AMX or Arm BF16 in ``/proc/cpuinfo``);
-    elsewhere oneDNN emulates it, slower than fp32."""
+    """Whether the CPU computes bf16 natively (AVX512-BF16, AMX or Arm BF16 in ``/proc/cpuinfo``,
+    read once per process); elsewhere oneDNN emulates it, slower than fp32."""
     try:
         words = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
