@@ -3,7 +3,9 @@
 The architecture is chosen from the checkpoint's own ``config.json`` (``model_type``), so swapping
 SegFormer for OneFormer is a one-line YAML change. Every segmenter returns a class-id map at its
 own output resolution, arg-maxed *before* any upsampling (a 150-channel full-resolution tensor
-costs far more than the nearest upsample of its argmax).
+costs far more than the nearest upsample of its argmax). ``upsample: F`` trades some of that
+speed for sharper class boundaries: the scores are upsampled bilinearly F times first, as
+transformers' own post-processing does on the way to the image size.
 """
 
 from __future__ import annotations
@@ -143,7 +145,9 @@ class ClosedSetSegmenter:
             scores = self._augmented_scores(x, (1, 2) if pixels else (2, 3), (0, 1) if channels_last else (1, 2))
         mh, mw = scores.shape[:2] if channels_last else scores.shape[1:]
         valid_h, valid_w = max(1, round(mh * new_h / ph)), max(1, round(mw * new_w / pw))
-        if channels_last:  # argmax along contiguous rows: ~3x faster than across planes
+        if self.config.upsample > 1:
+            class_map = upsampled_argmax(scores, (valid_h, valid_w), self.config.upsample, channels_last)
+        elif channels_last:  # argmax along contiguous rows: ~3x faster than across planes
             class_map = torch.from_numpy(scores[:valid_h, :valid_w].argmax(-1))
         elif isinstance(scores, np.ndarray) or scores.device.type == "cpu":
             scores = scores[:, :valid_h, :valid_w]
@@ -194,6 +198,23 @@ _VIEWS = {
     "hflip": [(_turn(0), _turn(0)), (_mirror, _mirror)],
     "rot90": [(_turn(k), _turn(-k)) for k in range(4)],
 }
+
+
+def upsampled_argmax(scores, valid: tuple[int, int], factor: int, channels_last: bool) -> torch.Tensor:
+    """``(h * factor, w * factor)`` int64 argmax of the ``(h, w) = valid`` region of ``scores``
+    (``(C, H, W)``, or ``(H, W, C)`` when ``channels_last``; numpy or a tensor), upsampled
+    bilinearly first (``align_corners=False``, as transformers' post-processing).
+
+    Planar and contiguous before the interpolation: ~4x faster than on channels-last strides at
+    150 classes; on the CPU the argmax is :func:`argmax_channels`.
+    """
+    h, w = valid
+    if isinstance(scores, np.ndarray):  # a copy: the runner's buffer is reused by its next call
+        region = torch.from_numpy(np.array(scores[:h, :w].transpose(2, 0, 1) if channels_last else scores[:, :h, :w], np.float32, order="C"))
+    else:
+        region = (scores[:h, :w].permute(2, 0, 1) if channels_last else scores[:, :h, :w]).float().contiguous()
+    up = torch.nn.functional.interpolate(region[None], size=(h * factor, w * factor), mode="bilinear", align_corners=False)[0]
+    return torch.from_numpy(argmax_channels(up.numpy())) if up.device.type == "cpu" else up.argmax(0)
 
 
 def argmax_channels(scores: np.ndarray) -> np.ndarray:

@@ -52,11 +52,15 @@ class ClosedSetConfig:
     backend: str = "auto"
     #: Scores averaged over views of the network input (:data:`TEST_AUGMENTATIONS`).
     test_augmentation: str = "none"
+    #: Scores are upsampled bilinearly by this factor before the argmax (1: at the network's output).
+    upsample: int = 1
 
 
 #: ``none``; ``hflip``: the input and its mirror image; ``rot90``: the input turned by 0, 90, 180
 #: and 270 degrees, for rotation-invariant worlds (1, 2 or 4 forwards a frame).
 TEST_AUGMENTATIONS = ("none", "hflip", "rot90")
+#: Largest ``closed_set.<name>.upsample``: 4 brings SegFormer's stride-4 scores to its input size.
+MAX_SCORE_UPSAMPLE = 8
 
 
 @dataclass
@@ -293,6 +297,8 @@ class PipelineConfig:
             if seg.test_augmentation not in TEST_AUGMENTATIONS:
                 raise ConfigError(f"closed_set.{seg.name}.test_augmentation",
                                   f"expected one of {', '.join(TEST_AUGMENTATIONS)}, got '{seg.test_augmentation}'")
+            if not 1 <= seg.upsample <= MAX_SCORE_UPSAMPLE:
+                raise ConfigError(f"closed_set.{seg.name}.upsample", f"must be in [1, {MAX_SCORE_UPSAMPLE}], got {seg.upsample}")
         if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
             raise ConfigError("device", f"expected cpu, cuda, cuda:N or mps, got '{self.device}'")
         backends = ("auto", "torch", "onnxruntime", "openvino")

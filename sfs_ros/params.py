@@ -84,6 +84,7 @@ _SEGMENTER_DESCRIPTIONS = {
     "input_size": "segmenter input size in pixels (SegFormer: square side; Mask2Former/OneFormer: short side)",
     "backend": "auto (OpenVINO on CPU, torch on GPU), torch, onnxruntime or openvino",
     "test_augmentation": "none, hflip or rot90: scores averaged over 1, 2 or 4 views of the input",
+    "upsample": "1 to 8: class scores upsampled bilinearly by this factor before the argmax (1: the network's output resolution, fastest)",
 }
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a floating-point number (e.g. 1.0)", str: "a string"}
 

@@ -38,7 +38,7 @@ from sfs_core.synthetic.shapes import BACKGROUND, SHAPE_CLASSES
 MODEL_NAMES = {"masks": "fastsam-synthetic.pt", "closed_set": "segformer-synthetic", "clip": "clip-synthetic"}
 SEGMENTER = "shapes"
 BAG_SEED = validation_seed(1_000_000)
-TOP_K = 2  # CLIP candidates that can confirm a closed-set label (see synthetic_params)
+TOP_K = 3  # CLIP candidates that can confirm a closed-set label (see synthetic_params)
 
 
 @dataclass(frozen=True)
@@ -71,10 +71,13 @@ def synthetic_params(folder: Path, recipe: SyntheticRecipe) -> dict:
       -0.05 on the test scenes: noise at 40 scenes), NMS IoU 0.7 (0.9 keeps ~3 duplicates per object);
     * ``background`` is in the CLIP vocabulary (the CLIP model learned it from background crops),
       so spurious masks on background are confirmed as background instead of named as shapes;
-    * ``top_k: 2``: a confident closed-set label among CLIP's top two is kept (rule 1); novel
-      shapes, which the closed set calls ``background``, get CLIP's top-1. With 7 names, K=3
-      (the paper's) confirms nearly anything; K=1 lets every CLIP error override (all-class
-      mIoU 0.703 against 0.731 for K=2 and K=3);
+    * ``top_k: 3`` (the paper's K) and ``min_score: 0.8``: a confident closed-set label among
+      CLIP's top three is kept (rule 1), and CLIP's top-1 replaces an unsure or contradicted one
+      only when its probability is 0.8 or more (rule 2); novel shapes, which the closed set calls
+      ``background``, get CLIP's top-1. With the upsampled closed set, fusion all-class mIoU
+      0.776 -> 0.795 and known 0.769 -> 0.792 against K=2 and 0.5 on 100 of these scenes (a grid
+      over K 2/3, min_score 0.5-0.9 and min_confidence 0.5-0.8; min_confidence stays 0.5, as
+      0.6 costs the closed set alone 0.01);
     * ``fill_uncovered: true``: pixels no mask covers take the closed-set pixel label. It costs
       the known shapes ~0.06 IoU (the tiny segmenter's pixel map is noisy) and gives background
       IoU 0.92 instead of 0: a complete label image;
@@ -82,6 +85,9 @@ def synthetic_params(folder: Path, recipe: SyntheticRecipe) -> dict:
     * the closed set averages its scores over the four quarter turns of its input
       (``test_augmentation: rot90``), the group it was trained with: closed-set known mIoU 0.741 ->
       0.800 on these scenes (0.783 on 100 of them), background unchanged; 4 forwards of the tiny model.
+    * ``upsample: 4``: its scores are upsampled bilinearly to its input's resolution before the
+      argmax (transformers' post-processing), a 128x128 class map instead of 32x32 for the vote and
+      the fill: closed-set known mIoU 0.783 -> 0.804 on 100 of these scenes, +0.3 ms a frame.
     """
     clip = (folder / "models" / MODEL_NAMES["clip"]).resolve()
     vocabulary = [BACKGROUND, *SHAPE_CLASSES] if recipe.clip.background_crops else list(SHAPE_CLASSES)
@@ -93,14 +99,14 @@ def synthetic_params(folder: Path, recipe: SyntheticRecipe) -> dict:
                   "retina": True},
         "closed_set": {"segmenters": [SEGMENTER],
                        SEGMENTER: {"model": f"./models/{MODEL_NAMES['closed_set']}", "input_size": recipe.closed_set.input_size,
-                                   "test_augmentation": "rot90"}},
+                                   "test_augmentation": "rot90", "upsample": 4}},
         "fusion": {"min_confidence": 0.5, "fill_uncovered": True},
         "open_vocab": {
             "enabled": True, "mode": "clip", "clip_model": clip_model_name(clip),
             "clip_pretrained": f"./models/{MODEL_NAMES['clip']}/{WEIGHTS_FILE}",
             "vocabulary": vocabulary, "prompt": recipe.clip.prompt, "top_k": TOP_K,
             "clip_crop_scale": recipe.clip.crop_scale, "mask_background": recipe.clip.mask_background,
-            "min_score": 0.5, "fallback_min_score": 0.3,
+            "min_score": 0.8, "fallback_min_score": 0.3,
         },
     }}}
 
