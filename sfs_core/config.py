@@ -116,6 +116,8 @@ class OpenVocabConfig:
     caption_max_tokens: int = 20
     min_score: float = 0.3
     fallback_min_score: float = 0.1
+    #: Most names the open vocabulary may add to the label table (beyond the closed sets' classes).
+    max_labels: int = 4096
     max_rate: float = 1.0
     queue_size: int = 1
     max_masks_per_snapshot: int = 16
@@ -167,6 +169,8 @@ class OpenVocabConfig:
         for name in ("max_rate", "max_snapshot_age"):
             if getattr(self, name) <= 0:
                 raise ConfigError(p + name, f"must be positive, got {getattr(self, name)}")
+        if self.max_labels < 0:
+            raise ConfigError(p + "max_labels", f"must be >= 0, got {self.max_labels}")
         if self.relabel_after < 0:
             raise ConfigError(p + "relabel_after", f"must be >= 0 (0 = never relabel), got {self.relabel_after}")
         if self.threads < 0:

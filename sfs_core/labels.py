@@ -16,6 +16,12 @@ UNLABELED_ID = 0
 UNIDENTIFIED_ID = 1
 UNLABELED = "unlabeled"
 UNIDENTIFIED = "unidentified"
+#: Ids are published as uint16 (label images, ``LabeledMask.class_id``).
+MAX_CLASSES = int(np.iinfo(np.uint16).max) + 1
+
+
+class LabelTableFull(OverflowError):
+    """A new name did not fit: the table already holds :attr:`LabelTable.capacity` names."""
 
 
 class LabelSource(IntEnum):
@@ -61,28 +67,41 @@ class LabelTable:
     (3, 4, 'kite')
     """
 
-    def __init__(self, names: Iterable[str] = ()) -> None:
+    def __init__(self, names: Iterable[str] = (), capacity: int = MAX_CLASSES) -> None:
         self._lock = threading.Lock()
         self._names: list[str] = [UNLABELED, UNIDENTIFIED]
         self._ids: dict[str, int] = {UNLABELED: UNLABELED_ID, UNIDENTIFIED: UNIDENTIFIED_ID}
         self.version = 0
+        #: Most names the table holds; :meth:`add` refuses new ones beyond it (:meth:`limit_growth`).
+        self.capacity = min(capacity, MAX_CLASSES)
+        #: Times :meth:`add` refused a new name because the table was full.
+        self.refused = 0
         self._palette = np.zeros((0, 3), dtype=np.uint8)
         for name in names:
             self.add(name)
 
     def add(self, name: str) -> int:
-        """Return the id of ``name``, appending it if new (bumps :attr:`version`)."""
+        """Return the id of ``name``, appending it if new (bumps :attr:`version`).
+
+        Raises :class:`LabelTableFull` for a new name once the table holds :attr:`capacity` names.
+        """
         key = normalize_label(name)
         with self._lock:
             class_id = self._ids.get(key)
             if class_id is None:
                 class_id = len(self._names)
-                if class_id > np.iinfo(np.uint16).max:
-                    raise OverflowError("label table is full (65535 classes)")
+                if class_id >= self.capacity:
+                    self.refused += 1
+                    raise LabelTableFull(f"label table is full ({self.capacity} names): '{key}' not added")
                 self._names.append(key)
                 self._ids[key] = class_id
                 self.version += 1
             return class_id
+
+    def limit_growth(self, new_names: int) -> None:
+        """Let the table take at most ``new_names`` names beyond those it holds now."""
+        with self._lock:
+            self.capacity = min(len(self._names) + new_names, MAX_CLASSES)
 
     def lookup(self, names: Iterable[str]) -> np.ndarray:
         """Table ids for a model's vocabulary (adding new names), as an int64 lookup array."""

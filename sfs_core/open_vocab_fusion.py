@@ -14,18 +14,23 @@ The rules of the Semantic-Fast-SAM paper, applied per track, first match wins:
 Names match after :func:`~sfs_core.vocabularies.normalize_label`; a candidate also agrees with the
 closed set when the closed-set name is its head ("red bicycle" agrees with "bicycle"). A chosen
 open-vocabulary name that the :class:`~sfs_core.labels.LabelTable` does not know yet is appended
-to it, so it gets a new, stable class id.
+to it, so it gets a new, stable class id. Once the table is full (``open_vocab.max_labels``), a new
+name cannot be chosen: rules 2 and 4 do not match, so a confident closed-set label or
+``unidentified`` follows (the candidates are still published).
 
 Everything here is plain Python on a handful of values per track: no tensors, no model imports.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from enum import Enum
 
-from sfs_core.labels import UNIDENTIFIED, UNIDENTIFIED_ID, LabelSource, LabelTable
+from sfs_core.labels import UNIDENTIFIED, UNIDENTIFIED_ID, LabelSource, LabelTable, LabelTableFull
 from sfs_core.vocabularies import normalize_label
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -135,18 +140,32 @@ def fuse_labels(
         return TrackLabel(closed_set.class_id, label_table.name_of(closed_set.class_id), closed_set.confidence,
                           LabelSource.CLOSED_SET, rule, candidates, scores)
 
-    def opened(rule: FusionRule) -> TrackLabel:
-        class_id = label_table.add(top_name)
+    def unidentified() -> TrackLabel:
+        confidence = closed_set.confidence if closed_set is not None else 0.0
+        return TrackLabel(UNIDENTIFIED_ID, UNIDENTIFIED, confidence, LabelSource.UNIDENTIFIED, FusionRule.UNIDENTIFIED,
+                          candidates, scores)
+
+    top_id: list[int | None] = []  # the top name's table id, added once (None: the table is full)
+
+    def opened(rule: FusionRule) -> TrackLabel | None:
+        if not top_id:
+            try:
+                top_id.append(label_table.add(top_name))
+            except LabelTableFull:  # a new name with no room left: the rule does not match
+                top_id.append(None)
+                if label_table.refused == 1:
+                    log.warning("label table full (%d names): new open-vocabulary names are no longer chosen", label_table.capacity)
+        if (class_id := top_id[0]) is None:
+            return None
         return TrackLabel(class_id, label_table.name_of(class_id), top_score, LabelSource.OPEN_VOCAB, rule, candidates, scores)
 
     if confident and any(agrees(c, closed_set.name) for c in candidates):
         return closed(FusionRule.CLOSED_SET_CONFIRMED)
-    if top_name is not None and top_score >= thresholds.min_score:
-        return opened(FusionRule.OPEN_VOCAB)  # closed set unsure, or confident but contradicted
+    # Rule 2: the closed set is unsure, or confident but contradicted.
+    if top_name is not None and top_score >= thresholds.min_score and (label := opened(FusionRule.OPEN_VOCAB)):
+        return label
     if confident:
         return closed(FusionRule.CLOSED_SET)
-    if top_name is not None and top_score >= thresholds.fallback_min_score:
-        return opened(FusionRule.OPEN_VOCAB_FALLBACK)
-    confidence = closed_set.confidence if closed_set is not None else 0.0
-    return TrackLabel(UNIDENTIFIED_ID, UNIDENTIFIED, confidence, LabelSource.UNIDENTIFIED, FusionRule.UNIDENTIFIED,
-                      candidates, scores)
+    if top_name is not None and top_score >= thresholds.fallback_min_score and (label := opened(FusionRule.OPEN_VOCAB_FALLBACK)):
+        return label
+    return unidentified()

@@ -105,6 +105,7 @@ class Pipeline:
         self.oom_backoffs = 0
         # Model class id -> label-table id, one lookup tensor per segmenter.
         self.lookups = [torch.from_numpy(self.label_table.lookup(s.vocabulary)).to(self.device) for s in self.segmenters]
+        self.label_table.limit_growth(config.open_vocab.max_labels)  # open-vocabulary names, on top of the closed sets'
         self.tracker = Tracker(config.tracking, self.label_table, FusionThresholds.from_config(config))
         self._frame_size: tuple[int, int] | None = None
         self.independent_frames = independent_frames

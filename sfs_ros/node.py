@@ -193,6 +193,7 @@ class SfsNode(Node):
         statuses = [diagnostic_status(
             self.stats.window(), name=f"{name}: semantic segmentation", hardware_id=str(self.pipeline.device),
             static={**self._static_diagnostics, "label_classes": str(len(self.pipeline.label_table)),
+                    "labels_refused": str(self.pipeline.label_table.refused),
                     "masks_imgsz": str(self.pipeline.config.masks.imgsz),
                     "oom_backoffs": str(self.pipeline.oom_backoffs)},
         )]

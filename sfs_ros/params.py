@@ -68,6 +68,8 @@ _DESCRIPTIONS = {
     "open_vocab.enabled": "run the asynchronous open-vocabulary branch (labels land on tracks a few frames later)",
     "open_vocab.mode": "clip: rank mask crops against the vocabulary; caption: BLIP captions, noun phrases, CLIP",
     "open_vocab.vocabulary": "built-in lists (coco, coco_things, ade20k, cityscapes), .txt files, or class names",
+    "open_vocab.max_labels": "most names the open vocabulary may add to the label table; later new names are "
+                             "not chosen (a confident closed-set label, else unidentified; candidates stay in ~/masks)",
     "max_input_pixels": "frames with more pixels are downscaled (aspect kept) before processing, and their "
                         "outputs are published at the downscaled size; 0 = no limit",
     "model_roots": "folders every model file must lie in (symlinks resolved); empty = anywhere. "

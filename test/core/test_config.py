@@ -51,6 +51,7 @@ def test_wildcard_section_applies(tmp_path):
         ({"closed_set.segmenters": ["x"], "closed_set.x.model": "./missing-dir"}, "closed_set.x.model"),
         ({"offline": True}, "masks.model"),  # FastSAM-s.pt cannot be downloaded offline
         ({"masks.conf": "high"}, "masks.conf"),
+        ({"open_vocab.max_labels": -1}, "open_vocab.max_labels"),
     ],
 )
 def test_bad_values_name_the_parameter(overrides, param):

@@ -1,8 +1,9 @@
 import threading
 
 import numpy as np
+import pytest
 
-from sfs_core.labels import UNIDENTIFIED_ID, UNLABELED_ID, LabelTable, label_color
+from sfs_core.labels import MAX_CLASSES, UNIDENTIFIED_ID, UNLABELED_ID, LabelTable, LabelTableFull, label_color
 from sfs_core.vocabularies import ADE20K_150, COCO_PANOPTIC_133, normalize_label
 
 
@@ -42,3 +43,16 @@ def test_concurrent_adds_never_reuse_ids():
     for t in threads:
         t.join()
     assert len(table) == 202 and len(set(table.names)) == 202
+
+
+def test_a_full_table_refuses_new_names_and_keeps_the_known_ones():
+    table = LabelTable(["wall"])
+    table.limit_growth(2)
+    assert table.capacity == 5  # unlabeled, unidentified, wall + 2
+    assert (table.add("kite"), table.add("boat")) == (3, 4)
+    with pytest.raises(LabelTableFull, match="full .5 names.: 'car' not added"):
+        table.add("car")
+    assert table.refused == 1 and len(table) == 5 and table.version == 3
+    assert table.add("Kite") == 3 and table.add("wall") == 2  # known names still resolve
+    table.limit_growth(10**6)
+    assert table.capacity == MAX_CLASSES  # ids are published as uint16

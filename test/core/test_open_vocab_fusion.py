@@ -107,3 +107,15 @@ def test_agreement_is_on_normalised_names_and_phrase_heads():
 def test_open_vocab_labels_need_one_score_per_candidate():
     with pytest.raises(ValueError):
         OpenVocabLabels(("a", "b"), (0.5,))
+
+
+def test_a_new_name_that_does_not_fit_the_full_table_is_not_chosen(table, caplog):
+    table.limit_growth(0)
+    label = fuse(table, closed(table, "bird", 0.2), {"kite": 0.7, "bird": 0.2})  # rule 2 would name it "kite"
+    assert (label.class_id, label.source, label.rule) == (UNIDENTIFIED_ID, LabelSource.UNIDENTIFIED, FusionRule.UNIDENTIFIED)
+    assert label.candidates == ("kite", "bird") and label.score == 0.2  # candidates still published
+    assert table.id_of("kite") is None and table.refused == 1 and "label table full" in caplog.text
+    label = fuse(table, closed(table, "bird", 0.6), {"kite": 0.7, "sky": 0.2, "tree": 0.1})  # contradicted, confident
+    assert (label.name, label.source, label.rule) == ("bird", LabelSource.CLOSED_SET, FusionRule.CLOSED_SET)
+    label = fuse(table, closed(table, "bird", 0.2), {"tree": 0.7, "bird": 0.2})  # a name it already has still wins
+    assert (label.name, label.rule) == ("tree", FusionRule.OPEN_VOCAB)

@@ -28,6 +28,18 @@ def test_synchronous_branch_labels_masks_in_the_same_frame(make_config, rgb_640x
     assert pipeline.close()
 
 
+def test_a_full_label_table_stops_growing_and_new_names_are_not_chosen(make_config, rgb_640x480):
+    pipeline = Pipeline(make_config({**CLIP_MODE, "open_vocab.max_labels": 0}), independent_frames=True)
+    size = len(pipeline.label_table)
+    result = pipeline.process(rgb_640x480)
+    assert len(pipeline.label_table) == size
+    new_names = [m for m in result.masks if m.candidates and pipeline.label_table.id_of(m.candidates[0]) is None]
+    assert new_names, [m.candidates[:1] for m in result.masks]  # CLIP's top-1 is a COCO name ADE20K lacks
+    assert all(m.source != LabelSource.OPEN_VOCAB and m.label != m.candidates[0] for m in new_names)
+    assert pipeline.label_table.refused >= len(new_names)
+    assert pipeline.close()
+
+
 def test_asynchronous_results_land_on_the_same_tracks_in_later_frames(make_config, rgb_640x480):
     pipeline = Pipeline(make_config({**CLIP_MODE, "open_vocab.max_rate": 10.0}))
     try:

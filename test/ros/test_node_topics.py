@@ -182,6 +182,7 @@ def test_diagnostics_report_counts_latency_and_models(outputs):
     assert int(values["frames_received"]) >= int(values["frames_processed"])
     assert float(values["model_load_s"]) > 0 and float(values["warmup_s"]) > 0
     assert int(values["label_classes"]) == len(outputs.labels.latest().names)
+    assert values["labels_refused"] == "0"
     assert values["input_topics"] == "/image, /image/compressed"
 
 
