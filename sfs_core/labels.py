@@ -67,13 +67,13 @@ class LabelTable:
     (3, 4, 'kite')
     """
 
-    def __init__(self, names: Iterable[str] = (), capacity: int = MAX_CLASSES) -> None:
+    def __init__(self, names: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
         self._names: list[str] = [UNLABELED, UNIDENTIFIED]
         self._ids: dict[str, int] = {UNLABELED: UNLABELED_ID, UNIDENTIFIED: UNIDENTIFIED_ID}
         self.version = 0
         #: Most names the table holds; :meth:`add` refuses new ones beyond it (:meth:`limit_growth`).
-        self.capacity = min(capacity, MAX_CLASSES)
+        self.capacity = MAX_CLASSES
         #: Times :meth:`add` refused a new name because the table was full.
         self.refused = 0
         self._palette = np.zeros((0, 3), dtype=np.uint8)
