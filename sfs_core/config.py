@@ -89,6 +89,8 @@ class TrackerConfig:
 class FusionConfig:
     min_confidence: float = 0.4
     fill_uncovered: bool = True
+    #: Classes the fill may paint (names of the first segmenter); empty: every class.
+    fill_classes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -133,14 +135,7 @@ class OpenVocabConfig:
     @classmethod
     def from_params(cls, params: dict[str, Any], base_dir: str | os.PathLike | None = None) -> OpenVocabConfig:
         """Pop the ``open_vocab.*`` keys from ``params``; relative paths resolve against ``base_dir``."""
-        vocabulary = params.pop(cls.PREFIX + "vocabulary", None)
-        cfg = _take(cls, params, cls.PREFIX, skip=("vocabulary",))
-        if vocabulary is not None:
-            if isinstance(vocabulary, str):
-                vocabulary = [vocabulary]
-            if not isinstance(vocabulary, (list, tuple)) or not all(isinstance(v, str) for v in vocabulary):
-                raise ConfigError(cls.PREFIX + "vocabulary", f"expected a list of strings, got {vocabulary!r}")
-            cfg.vocabulary = list(vocabulary)
+        cfg = _take(cls, params, cls.PREFIX)
         if base_dir is not None:
             cfg.clip_pretrained = resolve_model_path(cfg.clip_pretrained, base_dir)
             cfg.caption_model = resolve_model_path(cfg.caption_model, base_dir)
@@ -242,10 +237,8 @@ class PipelineConfig:
         cfg.fusion = _take(FusionConfig, params, "fusion.")
         cfg.tracking = _take(TrackerConfig, params, "tracking.")
         cfg.open_vocab = OpenVocabConfig.from_params(params, base_dir)
-        roots = params.pop("model_roots", [])
-        if isinstance(roots, str):
-            roots = [roots] if roots else []
-        if not isinstance(roots, (list, tuple)) or not all(isinstance(r, str) and r for r in roots):
+        roots = string_list("model_roots", params.pop("model_roots", []), "folders")
+        if not all(roots):
             raise ConfigError("model_roots", f"expected a list of folders, got {roots!r}")
         cfg.model_roots = [resolve_model_path(r, base_dir or Path.cwd()) for r in roots]
         for f in ("device", "offline", "cache_dir", "threads", "precision", "calibration_images", "max_input_pixels"):
@@ -361,7 +354,18 @@ class PipelineConfig:
                                          f"({', '.join(map(str, roots))}); refused")
 
 
+def string_list(name: str, value: Any, entries: str = "strings") -> list[str]:
+    """A list-of-strings parameter; a single string is a one-entry list ("" an empty one)."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(name, f"expected a list of {entries}, got {value!r}")
+    return list(value)
+
+
 def _coerce(name: str, value: Any, kind: type) -> Any:
+    if kind is list:
+        return string_list(name, value)
     if kind is bool:
         if isinstance(value, bool):
             return value

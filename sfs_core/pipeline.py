@@ -105,6 +105,7 @@ class Pipeline:
         self.oom_backoffs = 0
         # Model class id -> label-table id, one lookup tensor per segmenter.
         self.lookups = [torch.from_numpy(self.label_table.lookup(s.vocabulary)).to(self.device) for s in self.segmenters]
+        self.fill_lookup = self._fill_lookup(config.fusion.fill_classes)
         self.label_table.limit_growth(config.open_vocab.max_labels)  # open-vocabulary names, on top of the closed sets'
         self.tracker = Tracker(config.tracking, self.label_table, FusionThresholds.from_config(config))
         self._frame_size: tuple[int, int] | None = None
@@ -118,6 +119,24 @@ class Pipeline:
                 synchronous=synchronous_open_vocab or independent_frames,
             )
         self.load_seconds = time.perf_counter() - t0
+
+    def _fill_lookup(self, names: list[str]) -> torch.Tensor | None:
+        """Label-table id -> the id the fill paints: itself for ``fusion.fill_classes``, else
+        ``unlabeled``. None when every class may fill (an empty list)."""
+        if not names:
+            return None
+        vocabulary = self.lookups[0]
+        ids = [self.label_table.id_of(n) for n in names]
+        missing = [n for n, i in zip(names, ids) if i is None or not bool((vocabulary == i).any())]
+        if missing:
+            known = self.segmenters[0].vocabulary
+            raise ConfigError("fusion.fill_classes", f"{missing} are not classes of the first segmenter "
+                              f"'{self.config.closed_set[0].name}' ({len(known)} classes: {', '.join(known[:8])}"
+                              f"{', ...' if len(known) > 8 else ''})")
+        lookup = torch.full((int(vocabulary.max()) + 1,), UNLABELED_ID, dtype=vocabulary.dtype, device=self.device)
+        allowed = torch.tensor(ids, dtype=vocabulary.dtype, device=self.device)
+        lookup[allowed] = allowed
+        return lookup
 
     def close(self, timeout: float = 5.0) -> bool:
         """Stop the open-vocabulary worker; True when it ended within ``timeout``."""
@@ -222,6 +241,8 @@ class Pipeline:
 
         t0 = time.perf_counter()
         fill = class_maps[0] if self.config.fusion.fill_uncovered else None
+        if fill is not None and self.fill_lookup is not None:
+            fill = self.fill_lookup[fill]
         label_map, instance_map, visible, stats = compose_maps(instances, tracks.class_ids(), fill, (height, width))
         records = self._records(stats, visible.tolist(), tracks, masks.scores[torch.from_numpy(visible)].tolist())
         result = SemanticResult(

@@ -57,6 +57,8 @@ _DESCRIPTIONS = {
     "fusion.min_confidence": "a mask whose majority closed-set label covers less than this share is 'unidentified'; "
                              "in [0, 1], changeable at run time",
     "fusion.fill_uncovered": "pixels no mask covers take the first segmenter's label (false: unlabeled)",
+    "fusion.fill_classes": "the classes that fill may paint (e.g. stuff: road, sky); uncovered pixels of other "
+                           "classes stay unlabeled. Empty = every class",
     "precision": "auto: fp16 on CUDA; on the CPU (OpenVINO) FastSAM in int8, calibrated on calibration_images, "
                  "and the closed set in bf16 where supported; half: the same without int8; f32: full precision everywhere",
     "calibration_images": "folder of frames like the camera's, to calibrate FastSAM's int8 quantization on "

@@ -52,6 +52,8 @@ def test_wildcard_section_applies(tmp_path):
         ({"offline": True}, "masks.model"),  # FastSAM-s.pt cannot be downloaded offline
         ({"masks.conf": "high"}, "masks.conf"),
         ({"open_vocab.max_labels": -1}, "open_vocab.max_labels"),
+        ({"fusion.fill_classes": ["road", 3]}, "fusion.fill_classes"),
+        ({"open_vocab.vocabulary": {"coco": 1}}, "open_vocab.vocabulary"),
     ],
 )
 def test_bad_values_name_the_parameter(overrides, param):
@@ -59,6 +61,15 @@ def test_bad_values_name_the_parameter(overrides, param):
         load_config(None, overrides).validate()
     assert err.value.param == param
     assert param in str(err.value)
+
+
+def test_string_lists_take_one_string_and_round_trip():
+    cfg = load_config(None, {"fusion.fill_classes": "road", "open_vocab.vocabulary": "coco"})
+    assert cfg.fusion.fill_classes == ["road"] and cfg.open_vocab.vocabulary == ["coco"]
+    assert PipelineConfig().fusion.fill_classes == []
+    cfg.fusion.fill_classes = ["road", "sky"]
+    assert PipelineConfig.from_params(cfg.to_params()).fusion.fill_classes == ["road", "sky"]
+    assert load_config(None, {"fusion.fill_classes": ""}).fusion.fill_classes == []
 
 
 def test_file_without_node_section_is_rejected(tmp_path):

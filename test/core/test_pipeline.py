@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from tiny_segmenters import build_mask2former
 
+from sfs_core.config import ConfigError
 from sfs_core.labels import UNLABELED_ID, LabelSource
 from sfs_core.pipeline import Pipeline, instance_stats
 
@@ -79,6 +80,27 @@ def test_fill_uncovered_policy(pipeline, rgb_640x480):
     assert (result.label_map[uncovered] == UNLABELED_ID).all()
     filled = pipeline.process(rgb_640x480)
     assert (filled.label_map[uncovered] != UNLABELED_ID).any()
+
+
+def test_fill_classes_limit_what_fills_uncovered_pixels(pipeline, make_config, rgb_640x480):
+    full = pipeline.process(rgb_640x480)
+    uncovered = full.instance_map == 0
+    ids, counts = np.unique(full.label_map[uncovered], return_counts=True)
+    assert len(ids) >= 3, "the random-weight segmenter should fill with several classes"
+    allowed = [full.label_table.name_of(int(i)) for i in ids[np.argsort(counts)[-2:]]]  # the two commonest
+    limited = Pipeline(make_config({"fusion.fill_classes": allowed}), label_table=full.label_table)
+    result = limited.process(rgb_640x480)
+    assert (result.instance_map == full.instance_map).all()
+    allowed_ids = full.label_table.lookup(allowed)
+    expected = np.where(np.isin(full.label_map, allowed_ids), full.label_map, UNLABELED_ID)
+    assert (result.label_map[uncovered] == expected[uncovered]).all()
+    assert (result.label_map[~uncovered] == full.label_map[~uncovered]).all()
+    assert 0 < (result.label_map[uncovered] == UNLABELED_ID).sum() < uncovered.sum()
+
+
+def test_fill_classes_must_be_classes_of_the_first_segmenter(make_config):
+    with pytest.raises(ConfigError, match="'fusion.fill_classes'.*'no such class'.*first segmenter 'ade20k'"):
+        Pipeline(make_config({"fusion.fill_classes": ["wall", "no such class"]}))
 
 
 def test_thresholds_change_between_frames(pipeline, rgb_640x480):

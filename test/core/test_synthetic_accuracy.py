@@ -20,15 +20,15 @@ pytestmark = pytest.mark.slow
 NOVEL = DataRecipe().novel_classes
 SCENES = 40
 # Measured with the default recipe on the 40 held-out scenes (README, "Synthetic world"), and held
-# here with a margin. Issue 8 asks for closed-set known-class mIoU >= 0.8: not reached yet
-# (measured 0.785 with the closed set's rot90 test-time views and 4x score upsampling), so this
-# threshold guards the measured level, not the target.
+# here with a margin below. The known-shape level (0.802, issue target 0.8) comes with the closed
+# set's rot90 views, 4x score upsampling and fusion.fill_classes [background]; on larger samples it
+# is about 0.79 (README), so the threshold guards the measured level with room for numeric drift.
 MASK_RECALL_50 = 0.95  # measured 0.972 (issue target 0.9)
-KNOWN_MIOU_CLOSED_SET = 0.74  # measured 0.785 (issue target 0.8: NOT reached)
+KNOWN_MIOU_CLOSED_SET = 0.78  # measured 0.802 (issue target 0.8)
 NOVEL_IOU_CLOSED_SET_MAX = 0.05  # measured 0.000
 NOVEL_IOU_FUSION = 0.68  # measured 0.790 (issue target 0.5)
-FUSION_GAIN_ALL = 0.15  # all-class mIoU, fusion minus closed set only: measured 0.802 - 0.580 = 0.222
-REPLAY_MIOU = 0.5  # measured 0.596 over the 40-frame bag (crossed tracks: 0.354)
+FUSION_GAIN_ALL = 0.15  # all-class mIoU, fusion minus closed set only: measured 0.811 - 0.591 = 0.220
+REPLAY_MIOU = 0.6  # measured 0.711 over the 40-frame bag (crossed tracks: 0.355)
 
 
 @pytest.fixture(scope="module")

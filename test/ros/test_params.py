@@ -56,6 +56,14 @@ def test_segmenters_follow_the_plugin_convention(make_node, tmp_path):
     assert "segmenter 'coco'" in node.describe_parameter("closed_set.coco.model").description
 
 
+def test_fill_classes_is_a_string_array(make_node, tmp_path):
+    node = make_node(fusion__fill_classes=["wall", "floor"])
+    _, config = declare_parameters(node, tmp_path)
+    assert config.fusion.fill_classes == ["wall", "floor"]
+    assert node.get_parameter("fusion.fill_classes").type_ == Parameter.Type.STRING_ARRAY
+    assert "unlabeled" in node.describe_parameter("fusion.fill_classes").description
+
+
 def test_relative_model_paths_resolve_against_the_params_file_folder(make_node, tmp_path):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "FastSAM-s.pt").touch()
@@ -69,6 +77,7 @@ def test_relative_model_paths_resolve_against_the_params_file_folder(make_node, 
     ({"masks__imgsz": 100}, "masks.imgsz", "multiple of 32"),
     ({"masks__model": "/nonexistent/FastSAM-s.pt"}, "masks.model", "not found"),
     ({"closed_set__segmenters": "ade20k"}, "closed_set.segmenters", "expected a list of strings"),
+    ({"fusion__fill_classes": [1, 2]}, "fusion.fill_classes", "expected a list of strings"),
     ({"device": "gpu"}, "device", "expected cpu, cuda"),
     ({"qos__reliability": "sometimes"}, "qos.reliability", "expected one of best_effort, reliable"),
     ({"qos__depth": 0}, "qos.depth", "must be >= 1"),
