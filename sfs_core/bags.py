@@ -320,16 +320,12 @@ class MessageBuilder:
     def masks(self, header, result: SemanticResult):
         """``LabeledMaskArray``: ``instance_ids`` is ``result.instance_map`` (mono16) and mask ``i``
         is ``result.masks[i]`` (``instance_ids == i + 1``), with its mono8 crop and bbox."""
-        masks = []
-        for index, record in enumerate(result.masks):
-            x, y, w, h = (int(v) for v in record.bbox)
-            masks.append(self._mask(
-                id=int(record.id), label=record.label, class_id=int(record.class_id), score=float(record.score),
-                source=int(record.source), candidates=list(record.candidates),
-                candidate_scores=np.asarray(record.candidate_scores, dtype=np.float32),
-                bbox=self._roi(x_offset=x, y_offset=y, height=h, width=w, do_rectify=False),
-                area=int(record.area), mask=self.image(header, encode_image(result.mask_crop(index), "mono8")),
-            ))
+        masks = [
+            self._mask(**{**fields, "candidate_scores": np.asarray(fields["candidate_scores"], dtype=np.float32)},
+                       bbox=self._roi(x_offset=x, y_offset=y, height=h, width=w, do_rectify=False),
+                       mask=self.image(header, encode_image(crop, "mono8")))
+            for fields, (x, y, w, h), crop in result.labeled_masks()
+        ]
         return self._mask_array(header=header, instance_ids=self.image(header, encode_image(result.instance_map, "mono16")), masks=masks)
 
     def label_table(self, header, table: LabelTable):

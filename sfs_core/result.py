@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +60,16 @@ class SemanticResult:
         """Mask ``index`` as mono8 (0/255), cropped to its bbox."""
         x, y, w, h = self.masks[index].bbox
         return ((self.instance_map[y : y + h, x : x + w] == index + 1) * np.uint8(255)).astype(np.uint8)
+
+    def labeled_masks(self) -> Iterator[tuple[dict[str, Any], tuple[int, int, int, int], np.ndarray]]:
+        """Per mask, what ``sfs_ros/LabeledMask`` (``msg/LabeledMask.msg``) carries: its scalar and
+        list fields as plain Python values, its bbox ``(x, y, width, height)`` and its mono8 crop.
+        Both message builders (rclpy: ``sfs_ros.messages``; rosbags: ``sfs_core.bags``) wrap these."""
+        for index, record in enumerate(self.masks):
+            fields = dict(id=int(record.id), label=record.label, class_id=int(record.class_id), score=float(record.score),
+                          source=int(record.source), candidates=list(record.candidates),
+                          candidate_scores=[float(s) for s in record.candidate_scores], area=int(record.area))
+            yield fields, tuple(int(v) for v in record.bbox), self.mask_crop(index)
 
     def to_json(self) -> dict:
         return {

@@ -35,16 +35,11 @@ def image_msg(pixels: np.ndarray, encoding: str, header: Header) -> Image:
 def labeled_mask_array(result: SemanticResult, header: Header) -> LabeledMaskArray:
     """All masks of one frame: the mono16 instance image and, per mask, its label, score,
     open-vocabulary candidates, bbox, area and mono8 (0/255) image cropped to the bbox."""
-    masks = []
-    for index, record in enumerate(result.masks):
-        x, y, width, height = record.bbox
-        masks.append(LabeledMask(
-            id=record.id, label=record.label, class_id=record.class_id, score=float(record.score),
-            source=int(record.source), candidates=list(record.candidates),
-            candidate_scores=[float(s) for s in record.candidate_scores],
-            bbox=RegionOfInterest(x_offset=x, y_offset=y, width=width, height=height),
-            area=record.area, mask=image_msg(result.mask_crop(index), "mono8", header),
-        ))
+    masks = [
+        LabeledMask(**fields, bbox=RegionOfInterest(x_offset=x, y_offset=y, width=width, height=height),
+                    mask=image_msg(crop, "mono8", header))
+        for fields, (x, y, width, height), crop in result.labeled_masks()
+    ]
     return LabeledMaskArray(header=header, instance_ids=image_msg(result.instance_map, "mono16", header), masks=masks)
 
 

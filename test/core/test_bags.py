@@ -180,7 +180,9 @@ def test_masks_message_matches_result():
     msg = build.masks(build.header(START_NS, FRAME_ID), result)
     back = store.deserialize_cdr(store.serialize_cdr(msg, LABELED_MASK_ARRAY), LABELED_MASK_ARRAY)
     assert np.array_equal(image_msg_to_labels(back.instance_ids), result.instance_map)
-    assert [m.label for m in back.masks] == [r.label for r in result.masks]
+    for mask, record in zip(back.masks, result.masks, strict=True):
+        assert (mask.id, mask.label, mask.class_id, mask.area) == (record.id, record.label, record.class_id, record.area)
+        assert mask.score == pytest.approx(record.score) and mask.source == int(record.source)
     first = back.masks[0]
     assert (first.bbox.x_offset, first.bbox.y_offset, first.bbox.width, first.bbox.height) == result.masks[0].bbox
     assert list(first.candidates) == ["a", "b"] and np.allclose(first.candidate_scores, [0.6, 0.3])

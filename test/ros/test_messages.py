@@ -81,7 +81,9 @@ def test_labeled_mask_array(messages, sfs_msgs, result, header):
     assert (kite.source, list(kite.candidates)) == (sfs_msgs.LabeledMask.OPEN_VOCAB, ["kite", "bird"])
     assert list(kite.candidate_scores) == pytest.approx([0.6, 0.3])
     assert (kite.bbox.x_offset, kite.bbox.y_offset, kite.bbox.width, kite.bbox.height) == (3, 2, 3, 2)
-    for index, mask in enumerate(msg.masks):
+    for index, (mask, record) in enumerate(zip(msg.masks, result.masks, strict=True)):
+        assert (mask.id, mask.label, mask.class_id, mask.area) == (record.id, record.label, record.class_id, record.area)
+        assert mask.score == pytest.approx(record.score) and mask.source == int(record.source)
         assert mask.mask.encoding == "mono8" and mask.mask.header.stamp == header.stamp
         np.testing.assert_array_equal(pixels(mask.mask), result.mask_crop(index))
     assert pixels(kite.mask).tolist() == [[255, 255, 255], [255, 255, 0]]
