@@ -125,16 +125,16 @@ class Pipeline:
         ``unlabeled``. None when every class may fill (an empty list)."""
         if not names:
             return None
-        vocabulary = self.lookups[0]
+        segmenter_ids = self.lookups[0]  # table ids of the first segmenter's classes
         ids = [self.label_table.id_of(n) for n in names]
-        missing = [n for n, i in zip(names, ids) if i is None or not bool((vocabulary == i).any())]
+        missing = [n for n, i in zip(names, ids) if i is None or not bool((segmenter_ids == i).any())]
         if missing:
             known = self.segmenters[0].vocabulary
             raise ConfigError("fusion.fill_classes", f"{missing} are not classes of the first segmenter "
                               f"'{self.config.closed_set[0].name}' ({len(known)} classes: {', '.join(known[:8])}"
                               f"{', ...' if len(known) > 8 else ''})")
-        lookup = torch.full((int(vocabulary.max()) + 1,), UNLABELED_ID, dtype=vocabulary.dtype, device=self.device)
-        allowed = torch.tensor(ids, dtype=vocabulary.dtype, device=self.device)
+        lookup = torch.full((int(segmenter_ids.max()) + 1,), UNLABELED_ID, dtype=segmenter_ids.dtype, device=self.device)
+        allowed = torch.tensor(ids, dtype=segmenter_ids.dtype, device=self.device)
         lookup[allowed] = allowed
         return lookup
 
